@@ -1,0 +1,56 @@
+"""Building blocks of progressive pixel-regression generators, usable in any PyTorch model.
+
+Everything is re-exported flat: ``from pixelfold.layers import PixelFold, ModulatedConv2d``.
+"""
+
+from .activation import BiasLeakyReLU, bias_leaky_relu
+from .equalized import EqualConv2d, EqualLinear
+from .fold import (
+    ChannelOrder,
+    PixelFold,
+    PixelUnfold,
+    fold_pattern,
+    pixel_fold,
+    pixel_unfold,
+    unfold_pattern,
+)
+from .mapping import MappingNetwork, PixelNorm, pixel_norm
+from .minibatch_std import MinibatchStdDev
+from .modulated import ModConvPath, ModulatedConv2d, StyledConv2d, ToRGB, modulated_conv2d
+from .noise import NOISE_MODES, NoiseInjection, NoiseMode, check_noise_mode
+from .positional import CoordinateEmbedding, FourierFeatures, coordinate_grid
+from .upfirdn import Blur, Downsample, Upsample, make_kernel, upfirdn2d
+
+__all__ = [
+    "NOISE_MODES",
+    "BiasLeakyReLU",
+    "Blur",
+    "ChannelOrder",
+    "CoordinateEmbedding",
+    "Downsample",
+    "EqualConv2d",
+    "EqualLinear",
+    "FourierFeatures",
+    "MappingNetwork",
+    "MinibatchStdDev",
+    "ModConvPath",
+    "ModulatedConv2d",
+    "NoiseInjection",
+    "NoiseMode",
+    "PixelFold",
+    "PixelNorm",
+    "PixelUnfold",
+    "StyledConv2d",
+    "ToRGB",
+    "Upsample",
+    "bias_leaky_relu",
+    "check_noise_mode",
+    "coordinate_grid",
+    "fold_pattern",
+    "make_kernel",
+    "modulated_conv2d",
+    "pixel_fold",
+    "pixel_norm",
+    "pixel_unfold",
+    "unfold_pattern",
+]

@@ -1,0 +1,144 @@
+"""The StyleGAN mapping network z -> w, with pixel norm and a tracked average w."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .equalized import EqualLinear
+
+__all__ = ["MappingNetwork", "PixelNorm", "pixel_norm"]
+
+
+def pixel_norm(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Scale each vector along ``dim`` to unit root-mean-square: ``x / sqrt(mean(x**2) + eps)``."""
+    return x * torch.rsqrt(x.square().mean(dim=dim, keepdim=True) + eps)
+
+
+class PixelNorm(nn.Module):
+    """Module form of :func:`pixel_norm` (normalizes along dim 1)."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pixel_norm(x, 1, self.eps)
+
+
+class MappingNetwork(nn.Module):
+    """Map latent codes ``z`` to intermediate latents ``w``: PixelNorm, then ``num_layers``
+    equalized linear layers with bias + leaky ReLU and a learning-rate multiplier.
+
+    The network keeps ``w_avg``, an exponential moving average of ``w`` updated when
+    ``forward(..., update_w_avg=True)`` (the trainer does this), used for the truncation trick
+    ``w_avg + psi * (w - w_avg)``.
+
+    Args:
+        z_dim: latent width.
+        w_dim: output width.
+        num_layers: number of linear layers (8 in StyleGAN2 / PixelFolder).
+        hidden_dim: width of hidden layers (default ``w_dim``).
+        lr_mul: learning-rate multiplier of every layer (0.01).
+        w_avg_beta: decay of the ``w_avg`` moving average.
+        normalize_z: apply pixel norm to ``z`` first.
+    """
+
+    def __init__(
+        self,
+        z_dim: int = 512,
+        w_dim: int = 512,
+        num_layers: int = 8,
+        *,
+        hidden_dim: int | None = None,
+        lr_mul: float = 0.01,
+        w_avg_beta: float = 0.995,
+        normalize_z: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers!r}")
+        if not 0.0 <= w_avg_beta < 1.0:
+            raise ValueError(f"w_avg_beta must be in [0, 1), got {w_avg_beta!r}")
+        hidden_dim = w_dim if hidden_dim is None else hidden_dim
+        self.z_dim = z_dim
+        self.w_dim = w_dim
+        self.num_layers = num_layers
+        self.w_avg_beta = w_avg_beta
+        self.norm = PixelNorm() if normalize_z else nn.Identity()
+        widths = [z_dim] + [hidden_dim] * (num_layers - 1) + [w_dim]
+        self.layers = nn.ModuleList(
+            EqualLinear(widths[i], widths[i + 1], lr_mul=lr_mul, activation="lrelu",
+                        device=device, dtype=dtype)
+            for i in range(num_layers)
+        )
+        self.register_buffer("w_avg", torch.zeros(w_dim, device=device, dtype=dtype))
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        *,
+        num_ws: int | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_w_avg: bool = False,
+    ) -> torch.Tensor:
+        """Map ``z`` ``(B, z_dim)`` to ``w``.
+
+        Args:
+            z: latent codes.
+            num_ws: if given, broadcast to ``(B, num_ws, w_dim)``; else return ``(B, w_dim)``.
+            truncation_psi: 1 disables truncation; 0 returns ``w_avg``.
+            truncation_cutoff: truncate only the first ``truncation_cutoff`` of the ``num_ws``
+                latents (``None``: all).
+            update_w_avg: update the moving average with this batch (training only).
+        """
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"MappingNetwork expects z of shape (B, {self.z_dim}), "
+                             f"got {tuple(z.shape)}")
+        x = self.norm(z)
+        for layer in self.layers:
+            x = layer(x)
+        if update_w_avg:
+            self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg.float(),
+                                                              self.w_avg_beta))
+        if num_ws is not None:
+            x = x[:, None, :].expand(-1, num_ws, -1)
+        if truncation_psi != 1.0:
+            x = self.truncate(x, truncation_psi, truncation_cutoff)
+        return x
+
+    def truncate(
+        self, w: torch.Tensor, psi: float, cutoff: int | None = None
+    ) -> torch.Tensor:
+        """``w_avg + psi * (w - w_avg)``; with ``(B, N, w_dim)`` input and ``cutoff``, only the
+        first ``cutoff`` latents are truncated."""
+        avg = self.w_avg.to(w.dtype)
+        if cutoff is None or w.ndim == 2:
+            return avg.lerp(w, psi)
+        if not 0 <= cutoff <= w.shape[1]:
+            raise ValueError(f"truncation_cutoff must be in [0, {w.shape[1]}], got {cutoff!r}")
+        return torch.cat([avg.lerp(w[:, :cutoff], psi), w[:, cutoff:]], dim=1)
+
+    @torch.no_grad()
+    def estimate_w_avg(self, num_samples: int = 10_000, *, seed: int = 0,
+                       batch_size: int = 1000) -> torch.Tensor:
+        """Set ``w_avg`` to the mean ``w`` of ``num_samples`` random ``z`` (for models, such as
+        converted checkpoints, that were not trained with a tracked average). Returns it."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
+        gen = torch.Generator().manual_seed(seed)
+        total = torch.zeros(self.w_dim, dtype=torch.float64)
+        done = 0
+        while done < num_samples:
+            n = min(batch_size, num_samples - done)
+            z = torch.randn(n, self.z_dim, generator=gen).to(self.w_avg.device)
+            total += self.forward(z.to(self.w_avg.dtype)).double().sum(0).cpu()
+            done += n
+        self.w_avg.copy_((total / num_samples).to(self.w_avg))
+        return self.w_avg
+
+    def extra_repr(self) -> str:
+        return f"z_dim={self.z_dim}, w_dim={self.w_dim}, num_layers={self.num_layers}"
