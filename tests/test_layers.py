@@ -449,3 +449,26 @@ def test_bfloat16_forward():
     out = layer(torch.randn(2, 8, 4, 4, dtype=torch.bfloat16),
                 torch.randn(2, 8, dtype=torch.bfloat16))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_upsampling_modconv_paths_agree_and_double_resolution(k):
+    torch.manual_seed(0)
+    layer = ModulatedConv2d(6, 5, k, 8, up=2)
+    x, w = torch.randn(3, 6, 4, 5), torch.randn(3, 8)
+    a = layer(x, w)
+    assert a.shape == (3, 5, 8, 10)
+    layer.path = "grouped"
+    torch.testing.assert_close(layer(x, w), a, rtol=1e-5, atol=1e-5)
+    # reference: per-sample modulated weights, transposed conv, blur
+    weight = layer.weight * layer.weight_gain
+    styles = layer.modulation(w)
+    outs = []
+    for b in range(3):
+        wb = weight * styles[b][None, :, None, None]
+        wb = wb / torch.sqrt(wb.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        y = F.conv_transpose2d(x[b:b + 1], wb.transpose(0, 1), stride=2)
+        outs.append(layer.blur(y))
+    torch.testing.assert_close(a, torch.cat(outs), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="up must be 1 or 2, got 4"):
+        ModulatedConv2d(6, 5, 3, 8, up=4)

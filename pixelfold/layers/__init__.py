@@ -53,4 +53,5 @@ __all__ = [
     "pixel_norm",
     "pixel_unfold",
     "unfold_pattern",
+    "upfirdn2d",
 ]

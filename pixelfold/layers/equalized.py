@@ -34,7 +34,7 @@ class EqualLinear(nn.Module):
         bias_init: initial value of the stored bias (the effective bias is ``bias_init * lr_mul``).
         lr_mul: learning-rate multiplier (0.01 in the mapping network).
         activation: ``None`` for a plain affine map or ``"lrelu"`` for
-            :func:`~pixelfold.layers.bias_leaky_relu` carrying the bias.
+            [`bias_leaky_relu`][pixelfold.layers.bias_leaky_relu] carrying the bias.
     """
 
     def __init__(

@@ -2,22 +2,22 @@
 
 Folding is the space-to-depth rearrangement PixelFolder uses to run 3x3 convolutions on a large
 pixel tensor at a fraction of its resolution; unfolding is its exact inverse. Both are pure
-permutations of tensor elements (no arithmetic), written as einops patterns:
+permutations of tensor elements (no arithmetic), written as einops patterns.
 
-* ``"pixelfolder"`` order (the authors' code, needed to load their weights)::
+``"pixelfolder"`` order (the authors' code, needed to load their weights):
 
-      fold:   b c (h p1) (w p2) -> b (p1 p2 c) h w
-      unfold: b (p1 p2 c) h w -> b c (h p1) (w p2)
+    fold:   b c (h p1) (w p2) -> b (p1 p2 c) h w
+    unfold: b (p1 p2 c) h w -> b c (h p1) (w p2)
 
-* ``"pixel_shuffle"`` order (``torch.nn.functional.pixel_unshuffle`` / ``pixel_shuffle``)::
+``"pixel_shuffle"`` order (``torch.nn.functional.pixel_unshuffle`` / ``pixel_shuffle``):
 
-      fold:   b c (h p1) (w p2) -> b (c p1 p2) h w
-      unfold: b (c p1 p2) h w -> b c (h p1) (w p2)
+    fold:   b c (h p1) (w p2) -> b (c p1 p2) h w
+    unfold: b (c p1 p2) h w -> b c (h p1) (w p2)
 """
 
 from __future__ import annotations
 
-from typing import List, Literal
+from typing import Literal
 
 import torch
 from einops import rearrange
@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 ChannelOrder = Literal["pixelfolder", "pixel_shuffle"]
+"""How folded channels are ordered: ``"pixelfolder"`` packs them ``(p1 p2 c)`` (the authors'
+layout, needed to load their weights); ``"pixel_shuffle"`` packs them ``(c p1 p2)`` like
+``torch.nn.functional.pixel_unshuffle``."""
 
 _PACKED = {"pixelfolder": "(p1 p2 c)", "pixel_shuffle": "(c p1 p2)"}
 
@@ -54,18 +57,19 @@ def _check_factor(factor: int) -> int:
 
 
 def fold_pattern(channel_order: ChannelOrder = "pixelfolder") -> str:
-    """The einops pattern of :func:`pixel_fold` for ``channel_order``."""
+    """The einops pattern of [`pixel_fold`][pixelfold.layers.pixel_fold] for ``channel_order``."""
     return f"b c (h p1) (w p2) -> b {_check_order(channel_order)} h w"
 
 
 def unfold_pattern(channel_order: ChannelOrder = "pixelfolder") -> str:
-    """The einops pattern of :func:`pixel_unfold` for ``channel_order``."""
+    """The einops pattern of [`pixel_unfold`][pixelfold.layers.pixel_unfold] for
+    ``channel_order``."""
     return f"b {_check_order(channel_order)} h w -> b c (h p1) (w p2)"
 
 
-# The checks take List[int] and use plain f-strings so that they also run inside
+# The checks take list[int] and use plain f-strings so that they also run inside
 # torch.jit.script (where they surface as torch.jit.Error carrying the same message).
-def _validate_fold(shape: List[int], factor: int) -> None:
+def _validate_fold(shape: list[int], factor: int) -> None:
     if len(shape) != 4:
         raise ValueError(
             f"PixelFold({factor}) expects a 4-D (B, C, H, W) tensor, got shape {shape}"
@@ -77,7 +81,7 @@ def _validate_fold(shape: List[int], factor: int) -> None:
         )
 
 
-def _validate_unfold(shape: List[int], factor: int) -> None:
+def _validate_unfold(shape: list[int], factor: int) -> None:
     if len(shape) != 4:
         raise ValueError(
             f"PixelUnfold({factor}) expects a 4-D (B, C, H, W) tensor, got shape {shape}"
@@ -95,7 +99,7 @@ def pixel_fold(
     """Fold ``factor x factor`` pixel patches into channels.
 
     ``(B, C, H, W) -> (B, C * factor**2, H / factor, W / factor)``. Exact inverse of
-    :func:`pixel_unfold` with the same ``factor`` and ``channel_order``.
+    [`pixel_unfold`][pixelfold.layers.pixel_unfold] with the same ``factor`` and ``channel_order``.
 
     Args:
         x: input of shape ``(B, C, H, W)``; H and W must be divisible by ``factor``.
@@ -117,7 +121,7 @@ def pixel_unfold(
     """Unfold channels back into ``factor x factor`` pixel patches.
 
     ``(B, C * factor**2, H, W) -> (B, C, H * factor, W * factor)``. Exact inverse of
-    :func:`pixel_fold` with the same ``factor`` and ``channel_order``.
+    [`pixel_fold`][pixelfold.layers.pixel_fold] with the same ``factor`` and ``channel_order``.
 
     Args:
         x: input of shape ``(B, C', H, W)``; C' must be divisible by ``factor**2``.
@@ -146,7 +150,7 @@ class PixelFold(nn.Module):
         channel_order: ``"pixelfolder"`` (the authors' ``(p1 p2 c)`` layout) or
             ``"pixel_shuffle"`` (``(c p1 p2)``, same as ``torch.nn.PixelUnshuffle``).
 
-    Example:
+    Examples:
         >>> fold = PixelFold(2)
         >>> fold(torch.randn(1, 3, 8, 8)).shape
         torch.Size([1, 12, 4, 4])
@@ -176,14 +180,14 @@ class PixelUnfold(nn.Module):
 
     ``(B, C * factor**2, H, W) -> (B, C, H * factor, W * factor)``, the einops pattern
     ``b (p1 p2 c) h w -> b c (h p1) (w p2)`` by default: the exact inverse of
-    :class:`PixelFold` with the same factor and channel order.
+    [`PixelFold`][pixelfold.layers.PixelFold] with the same factor and channel order.
 
     Args:
         factor: patch side length (default 2, as in PixelFolder).
         channel_order: ``"pixelfolder"`` (the authors' ``(p1 p2 c)`` layout) or
             ``"pixel_shuffle"`` (``(c p1 p2)``, same as ``torch.nn.PixelShuffle``).
 
-    Example:
+    Examples:
         >>> unfold = PixelUnfold(2)
         >>> unfold(torch.randn(1, 12, 4, 4)).shape
         torch.Size([1, 3, 8, 8])

@@ -16,7 +16,7 @@ def pixel_norm(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor
 
 
 class PixelNorm(nn.Module):
-    """Module form of :func:`pixel_norm` (normalizes along dim 1)."""
+    """Module form of [`pixel_norm`][pixelfold.layers.pixel_norm] (normalizes along dim 1)."""
 
     def __init__(self, eps: float = 1e-8) -> None:
         super().__init__()

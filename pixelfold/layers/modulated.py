@@ -13,11 +13,13 @@ from torch import nn
 from .activation import BiasLeakyReLU
 from .equalized import EqualLinear
 from .noise import NoiseInjection, NoiseMode
-from .upfirdn import Upsample
+from .upfirdn import Blur, Upsample
 
 __all__ = ["ModConvPath", "ModulatedConv2d", "StyledConv2d", "ToRGB", "modulated_conv2d"]
 
 ModConvPath = Literal["batched", "grouped"]
+"""How [`modulated_conv2d`][pixelfold.layers.modulated_conv2d] computes its result: scaling the
+activations (``"batched"``) or building per-sample weights (``"grouped"``)."""
 
 
 def modulated_conv2d(
@@ -29,6 +31,7 @@ def modulated_conv2d(
     eps: float = 1e-8,
     padding: int = 0,
     path: ModConvPath = "batched",
+    transposed: bool = False,
 ) -> torch.Tensor:
     """Convolve each sample with the shared ``weight`` modulated by its own style.
 
@@ -51,6 +54,9 @@ def modulated_conv2d(
         eps: added under the square root.
         padding: zero padding.
         path: ``"batched"`` or ``"grouped"``.
+        transposed: run a stride-2 transposed convolution instead (no padding), the first half
+            of StyleGAN2's upsampling ModConv; the output is ``(B, Cout, 2H + k - 2, 2W + k - 2)``
+            and is meant to be followed by a FIR blur.
     """
     b, cin, h, w = x.shape
     cout, wcin, kh, kw = weight.shape
@@ -60,8 +66,11 @@ def modulated_conv2d(
             f"{tuple(styles.shape)} do not agree (expected styles ({b}, {cin}))"
         )
     if path == "batched":
-        out = F.conv2d(x * styles.to(x.dtype)[:, :, None, None], weight.to(x.dtype),
-                       padding=padding)
+        xs = x * styles.to(x.dtype)[:, :, None, None]
+        if transposed:
+            out = F.conv_transpose2d(xs, weight.transpose(0, 1).to(x.dtype), stride=2)
+        else:
+            out = F.conv2d(xs, weight.to(x.dtype), padding=padding)
         if demodulate:
             # sum_{i,k} (W[o,i,k] s[b,i])^2 = (s^2) @ (sum_k W^2)^T
             dcoefs = torch.rsqrt(styles.square() @ weight.square().sum([2, 3]).t() + eps)
@@ -71,8 +80,12 @@ def modulated_conv2d(
         wb = weight[None] * styles[:, None, :, None, None]
         if demodulate:
             wb = wb * torch.rsqrt(wb.square().sum([2, 3, 4]) + eps)[:, :, None, None, None]
-        wb = wb.reshape(b * cout, cin, kh, kw).to(x.dtype)
-        out = F.conv2d(x.reshape(1, b * cin, h, w), wb, padding=padding, groups=b)
+        if transposed:
+            wb = wb.transpose(1, 2).reshape(b * cin, cout, kh, kw).to(x.dtype)
+            out = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wb, stride=2, groups=b)
+        else:
+            wb = wb.reshape(b * cout, cin, kh, kw).to(x.dtype)
+            out = F.conv2d(x.reshape(1, b * cin, h, w), wb, padding=padding, groups=b)
         return out.reshape(b, cout, out.shape[2], out.shape[3])
     raise ValueError(f"path must be 'batched' or 'grouped', got {path!r}")
 
@@ -92,7 +105,11 @@ class ModulatedConv2d(nn.Module):
         style_dim: width of ``w``.
         demodulate: normalize each output filter per sample.
         eps: demodulation epsilon.
-        path: ``"batched"`` (default, faster) or ``"grouped"``; see :func:`modulated_conv2d`.
+        path: ``"batched"`` (default, faster) or ``"grouped"``; see
+            [`modulated_conv2d`][pixelfold.layers.modulated_conv2d].
+        up: 1, or 2 for an upsampling ModConv (StyleGAN2): a stride-2 transposed convolution
+            followed by a FIR blur with ``blur_kernel``, doubling the resolution.
+        blur_kernel: FIR taps of the blur used when ``up=2``.
     """
 
     def __init__(
@@ -105,10 +122,14 @@ class ModulatedConv2d(nn.Module):
         demodulate: bool = True,
         eps: float = 1e-8,
         path: ModConvPath = "batched",
+        up: int = 1,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if up not in (1, 2):
+            raise ValueError(f"up must be 1 or 2, got {up!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("style_dim", style_dim), ("kernel_size", kernel_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -125,6 +146,13 @@ class ModulatedConv2d(nn.Module):
         self.eps = eps
         self.path = path
         self.padding = kernel_size // 2
+        self.up = up
+        if up == 2:
+            p = (len(blur_kernel) - 2) - (kernel_size - 1)
+            self.blur: Blur | None = Blur(blur_kernel, ((p + 1) // 2 + 1, p // 2 + 1),
+                                          upsample_factor=2)
+        else:
+            self.blur = None
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size,
                                                kernel_size, device=device, dtype=dtype))
@@ -132,7 +160,12 @@ class ModulatedConv2d(nn.Module):
                                       dtype=dtype)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Args: ``x`` ``(B, in_channels, H, W)``; ``w`` ``(B, style_dim)``."""
+        """Modulate the weight with the styles of ``w`` and convolve ``x`` with it.
+
+        Args:
+            x: input ``(B, in_channels, H, W)``.
+            w: one style vector per sample, ``(B, style_dim)``.
+        """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"ModulatedConv2d expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -143,14 +176,18 @@ class ModulatedConv2d(nn.Module):
                 f"got {tuple(w.shape)}"
             )
         styles = self.modulation(w)
-        return modulated_conv2d(x, self.weight * self.weight_gain, styles,
-                                demodulate=self.demodulate, eps=self.eps, padding=self.padding,
-                                path=self.path)
+        out = modulated_conv2d(x, self.weight * self.weight_gain, styles,
+                               demodulate=self.demodulate, eps=self.eps, padding=self.padding,
+                               path=self.path, transposed=self.up == 2)
+        if self.blur is not None:
+            out = self.blur(out)
+        return out
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"style_dim={self.style_dim}, demodulate={self.demodulate}, path={self.path!r}"
+            + (f", up={self.up}" if self.up != 1 else "")
         )
 
 
@@ -163,9 +200,12 @@ class StyledConv2d(nn.Module):
         kernel_size: odd kernel side.
         style_dim: width of ``w``.
         demodulate: demodulate the ModConv.
-        noise: whether to hold a :class:`NoiseInjection` (off: no noise parameters at all).
-        resolution: ``(H, W)`` of the constant noise image for ``noise_mode="const"``.
+        noise: whether to hold a [`NoiseInjection`][pixelfold.layers.NoiseInjection] (off: no
+            noise parameters at all).
+        resolution: ``(H, W)`` of the constant noise image for ``noise_mode="const"`` (the
+            output resolution).
         path: ModConv computation path.
+        up: 2 for an upsampling ModConv (see [`ModulatedConv2d`][pixelfold.layers.ModulatedConv2d]).
     """
 
     def __init__(
@@ -179,12 +219,14 @@ class StyledConv2d(nn.Module):
         noise: bool = True,
         resolution: int | tuple[int, int] | None = None,
         path: ModConvPath = "batched",
+        up: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim,
-                                    demodulate=demodulate, path=path, device=device, dtype=dtype)
+                                    demodulate=demodulate, path=path, up=up, device=device,
+                                    dtype=dtype)
         self.noise = NoiseInjection(resolution, device=device, dtype=dtype) if noise else None
         self.activate = BiasLeakyReLU(out_channels, device=device, dtype=dtype)
 
@@ -195,6 +237,15 @@ class StyledConv2d(nn.Module):
         noise_mode: NoiseMode = "random",
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Apply the block.
+
+        Args:
+            x: input ``(B, in_channels, H, W)``.
+            w: styles ``(B, style_dim)``.
+            noise_mode: ``"random"``, ``"const"`` or ``"none"`` (see
+                [`NoiseInjection`][pixelfold.layers.NoiseInjection]).
+            noise: explicit noise broadcastable to ``(B, 1, H', W')``; overrides ``noise_mode``.
+        """
         x = self.conv(x, w)
         if self.noise is not None:
             x = self.noise(x, noise_mode=noise_mode, noise=noise)
@@ -236,6 +287,14 @@ class ToRGB(nn.Module):
     def forward(
         self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """Project ``x`` to RGB and add ``skip``.
+
+        Args:
+            x: features ``(B, in_channels, H, W)``.
+            w: styles ``(B, style_dim)``.
+            skip: running RGB, ``(B, out_channels, H / 2, W / 2)`` when ``upsample=True``, else
+                ``(B, out_channels, H, W)``; ``None`` for the first ToRGB.
+        """
         out = self.conv(x, w) + self.bias.to(x.dtype)
         if skip is not None:
             if self.upsample is not None:

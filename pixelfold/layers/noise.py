@@ -10,11 +10,15 @@ from torch import nn
 __all__ = ["NOISE_MODES", "NoiseInjection", "NoiseMode", "check_noise_mode"]
 
 NoiseMode = Literal["random", "const", "none"]
+"""Noise of [`NoiseInjection`][pixelfold.layers.NoiseInjection]: fresh ``"random"`` noise on
+every call, the stored ``"const"`` noise image, or ``"none"``."""
 NOISE_MODES: tuple[str, ...] = ("random", "const", "none")
+"""The valid values of [`NoiseMode`][pixelfold.layers.NoiseMode], for run-time checks."""
 
 
 def check_noise_mode(noise_mode: str) -> str:
-    """Return ``noise_mode`` if it is one of :data:`NOISE_MODES`, else raise ``ValueError``."""
+    """Return ``noise_mode`` if it is one of [`NOISE_MODES`][pixelfold.layers.NOISE_MODES], else
+    raise ``ValueError``."""
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     return noise_mode
@@ -63,6 +67,13 @@ class NoiseInjection(nn.Module):
         noise_mode: NoiseMode = "random",
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Add scaled noise to ``x`` ``(B, C, H, W)``.
+
+        Args:
+            x: features.
+            noise_mode: ``"random"``, ``"const"`` or ``"none"``.
+            noise: explicit noise broadcastable to ``(B, 1, H, W)``; overrides ``noise_mode``.
+        """
         if noise is None:
             check_noise_mode(noise_mode)
             if noise_mode == "none":

@@ -2,8 +2,9 @@
 
 ``upfirdn2d`` upsamples by zero insertion, pads, applies a 2-D FIR filter depthwise and then
 keeps every ``down``-th sample, exactly as the StyleGAN2 CUDA op defines it, so modules built on
-it load StyleGAN2-family weights. :class:`Upsample`, :class:`Downsample` and :class:`Blur`
-carry the kernel as a (non-persistent) buffer.
+it load StyleGAN2-family weights. [`Upsample`][pixelfold.layers.Upsample],
+[`Downsample`][pixelfold.layers.Downsample] and [`Blur`][pixelfold.layers.Blur] carry the
+kernel as a (non-persistent) buffer.
 """
 
 from __future__ import annotations
