@@ -42,6 +42,8 @@ class MappingNetwork(nn.Module):
         lr_mul: learning-rate multiplier of every layer (0.01).
         w_avg_beta: decay of the ``w_avg`` moving average.
         normalize_z: apply pixel norm to ``z`` first.
+        num_ws: default for ``forward(num_ws=...)``: broadcast ``w`` to ``(B, num_ws, w_dim)``
+            (the number of layers of the synthesis network that take a style).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class MappingNetwork(nn.Module):
         lr_mul: float = 0.01,
         w_avg_beta: float = 0.995,
         normalize_z: bool = True,
+        num_ws: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -67,6 +70,9 @@ class MappingNetwork(nn.Module):
         self.w_dim = w_dim
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
+        if num_ws is not None and num_ws < 1:
+            raise ValueError(f"num_ws must be >= 1, got {num_ws!r}")
+        self.num_ws = num_ws
         self.norm = PixelNorm() if normalize_z else nn.Identity()
         widths = [z_dim] + [hidden_dim] * (num_layers - 1) + [w_dim]
         self.layers = nn.ModuleList(
@@ -89,7 +95,9 @@ class MappingNetwork(nn.Module):
 
         Args:
             z: latent codes.
-            num_ws: if given, broadcast to ``(B, num_ws, w_dim)``; else return ``(B, w_dim)``.
+            num_ws: if given (or set at construction), broadcast to ``(B, num_ws, w_dim)``;
+                else return ``(B, w_dim)``. The broadcast is a view: ``.clone()`` it before
+                writing into it in place (e.g. for style mixing).
             truncation_psi: 1 disables truncation; 0 returns ``w_avg``.
             truncation_cutoff: truncate only the first ``truncation_cutoff`` of the ``num_ws``
                 latents (``None``: all).
@@ -98,16 +106,21 @@ class MappingNetwork(nn.Module):
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"MappingNetwork expects z of shape (B, {self.z_dim}), "
                              f"got {tuple(z.shape)}")
-        x = self.norm(z)
-        for layer in self.layers:
-            x = layer(x)
+        x = self._map(z)
         if update_w_avg:
             self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg.float(),
                                                               self.w_avg_beta))
+        num_ws = self.num_ws if num_ws is None else num_ws
         if num_ws is not None:
             x = x[:, None, :].expand(-1, num_ws, -1)
         if truncation_psi != 1.0:
             x = self.truncate(x, truncation_psi, truncation_cutoff)
+        return x
+
+    def _map(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.norm(z)
+        for layer in self.layers:
+            x = layer(x)
         return x
 
     def truncate(
@@ -135,7 +148,7 @@ class MappingNetwork(nn.Module):
         while done < num_samples:
             n = min(batch_size, num_samples - done)
             z = torch.randn(n, self.z_dim, generator=gen).to(self.w_avg.device)
-            total += self.forward(z.to(self.w_avg.dtype)).double().sum(0).cpu()
+            total += self._map(z.to(self.w_avg.dtype)).double().sum(0).cpu()
             done += n
         self.w_avg.copy_((total / num_samples).to(self.w_avg))
         return self.w_avg

@@ -25,7 +25,7 @@ def make_kernel(kernel: Sequence[float] | torch.Tensor) -> torch.Tensor:
     Args:
         kernel: 1-D taps such as ``(1, 3, 3, 1)``, or a 2-D kernel.
     """
-    k = torch.as_tensor(kernel, dtype=torch.float32)
+    k = torch.as_tensor(kernel, dtype=torch.float32, device="cpu")
     if k.ndim == 1:
         k = k[None, :] * k[:, None]
     if k.ndim != 2 or k.numel() == 0:

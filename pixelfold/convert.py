@@ -1,0 +1,204 @@
+"""Load the PixelFolder authors' checkpoints into pixelfold generators.
+
+The authors' ``.pt`` files are ``torch.save`` dicts with keys ``g``, ``d``, ``g_ema``,
+``g_optim`` and ``d_optim``; their generator state dict uses the names of their code
+(``style.*``, ``input.input``, ``lffs.*``, ``posfolders.*``, ``convs.*``, ``to_rgbs.*``).
+:func:`load_official` maps every key onto a :class:`~pixelfold.models.Generator` built from the
+matching preset, drops the merge convolution the authors build and never use
+(``posfolders.0.conv_merge``), checks the FIR kernels it drops, and fails on anything it does
+not understand. What the authors' model lacks is filled in deterministically: the constant
+noise images are drawn with a fixed seed, and the average ``w`` used for truncation is
+estimated from 10,000 random ``z``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .layers import make_kernel
+from .models import Generator, presets
+from .models.pretrained import load_state_dict_strict
+
+__all__ = ["infer_official_preset", "load_official", "official_key_map"]
+
+_OFFICIAL_PRESETS = ("pixelfolder-256", "pixelfolder-512", "pixelfolder-1024")
+
+
+def _read_checkpoint(path: str | os.PathLike, allow_pickle: bool) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except Exception as exc:
+        hint = ("" if allow_pickle else
+                " If the file holds pickled Python objects besides tensors (e.g. an argparse "
+                "Namespace) and you trust it, pass allow_pickle=True.")
+        raise ValueError(f"cannot read {path} as a PyTorch checkpoint "
+                         f"({type(exc).__name__}: {exc}).{hint}") from None
+
+
+def _generator_state(obj: Mapping, which: str) -> dict[str, torch.Tensor]:
+    if "style.1.weight" in obj:
+        return dict(obj)
+    if which in obj and isinstance(obj[which], Mapping):
+        return dict(obj[which])
+    keys = sorted(str(k) for k in obj)[:12]
+    raise ValueError(f"checkpoint has no {which!r} generator and is not a bare generator "
+                     f"state_dict (its keys: {keys})")
+
+
+def infer_official_preset(state: Mapping[str, torch.Tensor]) -> str:
+    """Which preset an authors' generator state dict belongs to, from its shapes."""
+    stages = sorted({int(m.group(1)) for k in state
+                     if (m := re.match(r"lffs\.(\d+)\.ffm\.conv\.weight$", k))})
+    if "input.input" not in state or not stages:
+        raise ValueError("not a PixelFolder generator state_dict: it lacks 'input.input' or "
+                         "'lffs.*.ffm.conv.weight'")
+    emb = tuple(state["input.input"].shape)
+    if len(stages) == 4 and emb[2:] == (16, 16):
+        return "pixelfolder-1024"
+    if len(stages) == 3 and emb[2:] == (32, 32):
+        return "pixelfolder-512"
+    if len(stages) == 3 and emb[2:] == (16, 16):
+        return "pixelfolder-256"
+    raise ValueError(f"unrecognized PixelFolder layout: {len(stages)} stages with a coordinate "
+                     f"embedding of shape {emb}")
+
+
+def official_key_map(num_stages: int, mapping_layers: int = 8) -> dict[str, str | None]:
+    """Authors' key -> pixelfold key for a PixelFolder with ``num_stages`` stages
+    (``None``: a key that is checked and dropped)."""
+    m: dict[str, str | None] = {}
+    for i in range(1, mapping_layers + 1):
+        for p in ("weight", "bias"):
+            m[f"style.{i}.{p}"] = f"mapping.layers.{i - 1}.{p}"
+    m["input.input"] = "synthesis.stages.0.coord_embedding.weight"
+    for s in range(num_stages):
+        st = f"synthesis.stages.{s}"
+        for p in ("weight", "bias"):
+            m[f"lffs.{s}.ffm.conv.{p}"] = f"{st}.fourier.{p}"
+        last = 1 if s == 0 else 0
+        m[f"posfolders.{s}.conv1.0.weight"] = f"{st}.input_layers.{last}.conv.weight"
+        m[f"posfolders.{s}.conv1.1.bias"] = f"{st}.input_layers.{last}.act.bias"
+        if s == 0:
+            m["posfolders.0.conv0.0.weight"] = f"{st}.input_layers.0.conv.weight"
+            m["posfolders.0.conv0.1.bias"] = f"{st}.input_layers.0.act.bias"
+            m["posfolders.0.conv_merge.0.weight"] = None  # built by the authors, never used
+            m["posfolders.0.conv_merge.1.bias"] = None
+        else:
+            m[f"posfolders.{s}.conv_merge.0.weight"] = f"{st}.merge.conv.weight"
+            m[f"posfolders.{s}.conv_merge.1.bias"] = f"{st}.merge.act.bias"
+        for b in range(2):
+            block = f"{st}.blocks.{b}"
+            for c in range(2):
+                k = 4 * s + 2 * b + c
+                ours = f"{block}.conv{c}"
+                m[f"convs.{k}.conv.weight"] = f"{ours}.conv.weight"
+                m[f"convs.{k}.conv.modulation.weight"] = f"{ours}.conv.modulation.weight"
+                m[f"convs.{k}.conv.modulation.bias"] = f"{ours}.conv.modulation.bias"
+                m[f"convs.{k}.noise.weight"] = f"{ours}.noise.weight"
+                m[f"convs.{k}.activate.bias"] = f"{ours}.activate.bias"
+            j = 2 * s + b
+            m[f"to_rgbs.{j}.bias"] = f"{block}.to_rgb.bias"
+            m[f"to_rgbs.{j}.conv.weight"] = f"{block}.to_rgb.conv.weight"
+            m[f"to_rgbs.{j}.conv.modulation.weight"] = f"{block}.to_rgb.conv.modulation.weight"
+            m[f"to_rgbs.{j}.conv.modulation.bias"] = f"{block}.to_rgb.conv.modulation.bias"
+            m[f"to_rgbs.{j}.upsample.kernel"] = None  # derived FIR kernel, checked
+    return m
+
+
+def load_official(
+    path_or_state_dict: str | os.PathLike | Mapping,
+    preset: str | None = None,
+    *,
+    which: str = "g_ema",
+    allow_pickle: bool = False,
+    w_avg_samples: int = 10_000,
+    seed: int = 0,
+) -> Generator:
+    """Build a pixelfold [`Generator`][pixelfold.models.Generator] from an authors' checkpoint.
+
+    Args:
+        path_or_state_dict: the authors' ``.pt`` file, the dict it holds, or a bare generator
+            state dict.
+        preset: ``"pixelfolder-256"``, ``"pixelfolder-512"`` or ``"pixelfolder-1024"``;
+            inferred from the shapes when ``None``.
+        which: which generator of a full checkpoint to take (``"g_ema"`` or ``"g"``).
+        allow_pickle: load files that contain pickled objects besides tensors (only for files
+            you trust).
+        w_avg_samples: number of random ``z`` used to estimate the average ``w`` (truncation).
+        seed: seed of the constant noise images and of the ``w`` average estimate.
+
+    Raises:
+        ValueError: on a key it does not know, a missing key, a shape mismatch or an unexpected
+            FIR kernel, naming them.
+    """
+    if isinstance(path_or_state_dict, Mapping):
+        obj = path_or_state_dict
+    else:
+        obj = _read_checkpoint(path_or_state_dict, allow_pickle)
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"{path_or_state_dict} holds a {type(obj).__name__}, not a dict")
+    state = _generator_state(obj, which)
+    inferred = infer_official_preset(state)
+    if preset is None:
+        preset = inferred
+    elif preset not in _OFFICIAL_PRESETS:
+        raise ValueError(f"preset must be one of {_OFFICIAL_PRESETS}, got {preset!r}")
+    elif preset != inferred:
+        raise ValueError(f"the checkpoint looks like {inferred!r}, not {preset!r}")
+
+    spec = presets.get(preset)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Generator(spec)
+    key_map = official_key_map(len(spec.stages), spec.mapping_layers)
+
+    unknown = sorted(k for k in state if k not in key_map)
+    if unknown:
+        raise ValueError(f"unknown key(s) in the {preset} checkpoint: {unknown[:10]}"
+                         + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else ""))
+    missing = sorted(k for k, v in key_map.items() if v is not None and k not in state)
+    if missing:
+        raise ValueError(f"the {preset} checkpoint lacks key(s): {missing[:10]}"
+                         + (f" ... ({len(missing)} in all)" if len(missing) > 10 else ""))
+
+    expected_kernel = make_kernel([1, 3, 3, 1]) * 4
+    ours = model.state_dict()
+    new_state: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        target = key_map[key]
+        if target is None:
+            if key.endswith("upsample.kernel") and not torch.allclose(
+                    value.float().cpu(), expected_kernel, atol=1e-6):
+                raise ValueError(f"{key} is not the [1, 3, 3, 1] upsampling kernel pixelfold "
+                                 f"uses: {value.tolist()}")
+            if key.startswith("posfolders.0.conv_merge.0.weight") and value.ndim != 4:
+                raise ValueError(f"{key} has shape {tuple(value.shape)}, expected a 1x1 conv")
+            continue
+        value = value.detach().float().cpu()
+        if key.startswith(("convs.", "to_rgbs.")) and key.endswith("conv.weight"):
+            if value.ndim != 5 or value.shape[0] != 1:
+                raise ValueError(f"{key} has shape {tuple(value.shape)}, expected (1, out, in, "
+                                 f"k, k)")
+            value = value[0]
+        if value.shape != ours[target].shape:
+            raise ValueError(f"{key} has shape {tuple(value.shape)} but {preset} needs "
+                             f"{tuple(ours[target].shape)} for {target}")
+        new_state[target] = value
+    # what the authors' model does not have: keep pixelfold's own (seeded) values
+    for key, value in ours.items():
+        if key not in new_state:
+            if not (key.endswith("noise_const") or key == "mapping.w_avg"):
+                raise ValueError(f"internal error: no source for {key}")
+            new_state[key] = value
+    load_state_dict_strict(model, new_state, source=f"converted {preset} checkpoint")
+    if w_avg_samples > 0:
+        model.mapping.estimate_w_avg(w_avg_samples, seed=seed)
+    return model.eval()

@@ -1,0 +1,32 @@
+"""Generators built from declarative specs, their presets and weights I/O.
+
+``from pixelfold.models import Generator, GeneratorSpec, StageSpec, presets``.
+"""
+
+from . import presets
+from .generator import (
+    Generator,
+    PointwiseConv,
+    StageBlock,
+    SynthesisNetwork,
+    SynthesisStage,
+    style_mix,
+)
+from .pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedMixin, atomic_directory
+from .spec import GeneratorSpec, StageSpec
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "Generator",
+    "GeneratorSpec",
+    "PointwiseConv",
+    "PretrainedMixin",
+    "StageBlock",
+    "StageSpec",
+    "SynthesisNetwork",
+    "SynthesisStage",
+    "atomic_directory",
+    "presets",
+    "style_mix",
+]

@@ -1,0 +1,377 @@
+"""The multi-stage pixel-regression generator, assembled from a :class:`GeneratorSpec`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import (
+    BiasLeakyReLU,
+    CoordinateEmbedding,
+    EqualConv2d,
+    FourierFeatures,
+    MappingNetwork,
+    NoiseMode,
+    PixelFold,
+    PixelUnfold,
+    StyledConv2d,
+    ToRGB,
+    check_noise_mode,
+    coordinate_grid,
+)
+from .pretrained import PretrainedMixin
+from .spec import GeneratorSpec, StageSpec
+
+__all__ = ["Generator", "PointwiseConv", "StageBlock", "SynthesisNetwork", "SynthesisStage",
+           "style_mix"]
+
+
+class PointwiseConv(nn.Module):
+    """Equalized 1x1 convolution without bias, then bias + leaky ReLU (style-free).
+
+    Args:
+        in_channels: input width.
+        out_channels: output width.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = EqualConv2d(in_channels, out_channels, 1, bias=False)
+        self.act = BiasLeakyReLU(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+class StageBlock(nn.Module):
+    """ModConv -> growth -> ModConv -> ToRGB: one resolution step of a stage.
+
+    Args:
+        in_channels: input width.
+        out_channels: output width.
+        spec: the stage this block belongs to (kernel size, growth, noise).
+        style_dim: width of ``w``.
+        resolution: ``(H, W)`` of the block input.
+        rgb_upsample: whether the ToRGB upsamples the running RGB by 2.
+        blur_kernel: FIR taps.
+        channel_order: channel layout of unfolding.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        spec: StageSpec,
+        style_dim: int,
+        resolution: tuple[int, int],
+        rgb_upsample: bool,
+        blur_kernel: tuple[int, ...],
+        channel_order: str,
+    ) -> None:
+        super().__init__()
+        h, w = resolution
+        g = spec.grow_factor
+        out_res = (h * g, w * g)
+        k = spec.kernel_size
+        self.grow: nn.Module
+        if spec.grow == "deconv":
+            self.conv0 = StyledConv2d(in_channels, out_channels, k, style_dim, up=2,
+                                      noise=spec.noise, resolution=out_res)
+            self.grow = nn.Identity()
+            mid = out_channels
+        else:
+            self.conv0 = StyledConv2d(in_channels, out_channels, k, style_dim,
+                                      noise=spec.noise, resolution=resolution)
+            if spec.grow == "unfold":
+                self.grow = PixelUnfold(spec.reduce_factor,
+                                        channel_order=channel_order)  # type: ignore[arg-type]
+                mid = out_channels // spec.reduce_factor**2
+            elif spec.grow == "nearest":
+                self.grow = nn.Upsample(scale_factor=2, mode="nearest")
+                mid = out_channels
+            else:
+                self.grow = nn.Identity()
+                mid = out_channels
+        self.conv1 = StyledConv2d(mid, out_channels, k, style_dim, noise=spec.noise,
+                                  resolution=out_res)
+        self.to_rgb = ToRGB(out_channels, style_dim, upsample=rgb_upsample,
+                            blur_kernel=blur_kernel)
+        self.output_resolution = out_res
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ws: torch.Tensor,
+        rgb: torch.Tensor | None,
+        noise_mode: NoiseMode,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ws`` holds this block's three styles ``(B, 3, w_dim)``: conv0, conv1, ToRGB."""
+        x = self.conv0(x, ws[:, 0], noise_mode)
+        x = self.grow(x)
+        x = self.conv1(x, ws[:, 1], noise_mode)
+        rgb = self.to_rgb(x, ws[:, 2], rgb)
+        return x, rgb
+
+
+class SynthesisStage(nn.Module):
+    """One stage: positional encoding -> input layers -> reduction -> merge -> blocks.
+
+    Args:
+        spec: the whole generator spec.
+        index: which stage of ``spec`` to build.
+        w_offset: index in ``ws`` of this stage's first style.
+        rgb_resolution: resolution of the running RGB entering the stage (``None`` for the
+            first stage).
+    """
+
+    def __init__(self, spec: GeneratorSpec, index: int, w_offset: int,
+                 rgb_resolution: tuple[int, int] | None) -> None:
+        super().__init__()
+        st = spec.stages[index]
+        self.spec = st
+        self.index = index
+        self.w_offset = w_offset
+        self.style_free_input = st.input_layer == "conv"
+        h, w = st.resolution
+        self.register_buffer("coords", coordinate_grid(h, w), persistent=False)
+        self.fourier = (FourierFeatures(st.fourier_channels, learned=st.fourier_learned)
+                        if st.fourier_channels else None)
+        self.coord_embedding = (CoordinateEmbedding(st.coord_embedding_channels, h, w)
+                                if st.coord_embedding_channels else None)
+
+        layers: list[nn.Module] = []
+        cin = st.positional_channels
+        for cout in st.input_channels:
+            if st.input_layer == "conv":
+                layers.append(PointwiseConv(cin, cout))
+            else:
+                layers.append(StyledConv2d(cin, cout, 1, spec.w_dim, noise=st.noise,
+                                           resolution=st.resolution))
+            cin = cout
+        self.input_layers = nn.ModuleList(layers)
+
+        self.reduce: nn.Module
+        if st.reduce_steps == 0:
+            self.reduce = nn.Identity()
+        elif st.reduce == "fold":
+            self.reduce = nn.Sequential(*[
+                PixelFold(st.reduce_factor, channel_order=spec.channel_order)  # type: ignore[arg-type]
+                for _ in range(st.reduce_steps)
+            ])
+        else:
+            self.reduce = nn.AvgPool2d(st.reduction)
+
+        block_in = spec.block_input_channels(index)
+        self.merge = None
+        if index > 0 and st.merge == "concat":
+            self.merge = PointwiseConv(st.reduced_channels + block_in, block_in)
+
+        blocks = []
+        res = st.reduced_resolution
+        cin = block_in
+        for cout in st.block_channels:
+            out_res = (res[0] * st.grow_factor, res[1] * st.grow_factor)
+            upsample = rgb_resolution is not None and out_res != rgb_resolution
+            blocks.append(StageBlock(cin, cout, st, spec.w_dim, res, upsample, spec.blur_kernel,
+                                     spec.channel_order))
+            rgb_resolution = out_res
+            res = out_res
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.num_ws = st.num_modconvs
+
+    def positional_input(self, batch_size: int) -> torch.Tensor:
+        """The stage input before reduction: positional encoding through the input layers when
+        they are style-free (computed once, then expanded over the batch), else the positional
+        encoding itself."""
+        feats = []
+        if self.fourier is not None:
+            feats.append(self.fourier(self.coords))
+        if self.coord_embedding is not None:
+            feats.append(self.coord_embedding(1))
+        x = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
+        if self.style_free_input:
+            for layer in self.input_layers:
+                x = layer(x)
+            x = self.reduce(x)
+        return x.expand(batch_size, -1, -1, -1)
+
+    def forward(
+        self,
+        prev: torch.Tensor | None,
+        ws: torch.Tensor,
+        rgb: torch.Tensor | None,
+        noise_mode: NoiseMode = "random",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the stage. ``ws`` is the full ``(B, num_ws, w_dim)``; ``prev`` the previous
+        stage's output features; ``rgb`` the running RGB. Returns ``(features, rgb)``."""
+        k = self.w_offset
+        x = self.positional_input(ws.shape[0]).to(ws.dtype)
+        if not self.style_free_input:
+            for layer in self.input_layers:
+                x = layer(x, ws[:, k], noise_mode)
+                k += 1
+            x = self.reduce(x)
+        if prev is not None:
+            if self.spec.merge == "concat":
+                x = self.merge(torch.cat([x, prev], dim=1))  # type: ignore[misc]
+            elif self.spec.merge == "add":
+                x = x + prev
+        for block in self.blocks:
+            x, rgb = block(x, ws[:, k:k + 3], rgb, noise_mode)
+            k += 2
+        return x, rgb  # type: ignore[return-value]
+
+
+class SynthesisNetwork(nn.Module):
+    """All stages: ``ws (B, num_ws, w_dim) -> image (B, 3, H, W)``.
+
+    Args:
+        spec: the generator spec.
+    """
+
+    def __init__(self, spec: GeneratorSpec) -> None:
+        super().__init__()
+        self.num_ws = spec.num_ws
+        self.w_dim = spec.w_dim
+        self.resolution = spec.resolution
+        stages = []
+        offset = 0
+        rgb_res: tuple[int, int] | None = None
+        for i in range(len(spec.stages)):
+            stage = SynthesisStage(spec, i, offset, rgb_res)
+            stages.append(stage)
+            offset += stage.num_ws
+            rgb_res = stage.blocks[-1].output_resolution
+        self.stages = nn.ModuleList(stages)
+
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: NoiseMode = "random",
+        return_stages: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Synthesize images.
+
+        Args:
+            ws: per-layer styles ``(B, num_ws, w_dim)``.
+            noise_mode: ``"random"`` (fresh noise), ``"const"`` (the stored noise images) or
+                ``"none"``.
+            return_stages: also return the running RGB at the end of every stage.
+
+        Returns:
+            images ``(B, 3, H, W)``, or ``(images, [rgb of stage 0, stage 1, ...])``.
+        """
+        check_noise_mode(noise_mode)
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}), "
+                             f"got {tuple(ws.shape)}")
+        x: torch.Tensor | None = None
+        rgb: torch.Tensor | None = None
+        stage_rgbs = []
+        for stage in self.stages:
+            x, rgb = stage(x, ws, rgb, noise_mode)
+            stage_rgbs.append(rgb)
+        assert rgb is not None
+        if return_stages:
+            return rgb, stage_rgbs
+        return rgb
+
+    def style_ranges(self) -> list[range]:
+        """For each stage, the indices of ``ws`` it reads (its last ToRGB reads the next
+        stage's first index): useful for stage-wise style mixing."""
+        return [range(s.w_offset, s.w_offset + s.num_ws + 1) for s in self.stages]
+
+
+class Generator(PretrainedMixin, nn.Module):
+    """Multi-stage pixel-regression generator built from a :class:`GeneratorSpec`.
+
+    NVlabs-style parts: ``G.mapping(z) -> ws``, ``G.synthesis(ws) -> image`` and ``G(z)``.
+
+    Args:
+        spec: the architecture, a :class:`GeneratorSpec` (or its dict form).
+
+    Example:
+        >>> G = Generator.from_preset("pixelfolder-tiny-32")
+        >>> G(torch.randn(2, G.z_dim)).shape
+        torch.Size([2, 3, 32, 32])
+    """
+
+    spec_class = GeneratorSpec
+
+    def __init__(self, spec: GeneratorSpec | dict) -> None:
+        super().__init__()
+        if isinstance(spec, dict):
+            spec = GeneratorSpec.from_dict(spec)
+        if not isinstance(spec, GeneratorSpec):
+            raise ValueError(f"Generator needs a GeneratorSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.z_dim = spec.z_dim
+        self.w_dim = spec.w_dim
+        self.num_ws = spec.num_ws
+        self.resolution = spec.resolution
+        self.mapping = MappingNetwork(spec.z_dim, spec.w_dim, spec.mapping_layers,
+                                      lr_mul=spec.mapping_lr_mul, w_avg_beta=spec.w_avg_beta,
+                                      num_ws=spec.num_ws)
+        self.synthesis = SynthesisNetwork(spec)
+
+    @classmethod
+    def from_preset(cls, name: str) -> Generator:
+        """Build a freshly initialized generator from a named preset
+        (see [`presets.names()`][pixelfold.models.presets.names])."""
+        from . import presets
+
+        return cls(presets.get(name))
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: NoiseMode = "random",
+        return_stages: bool = False,
+        update_w_avg: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """``synthesis(mapping(z, ...), ...)``.
+
+        Args:
+            z: latents ``(B, z_dim)``.
+            truncation_psi: truncation strength (1: none).
+            truncation_cutoff: truncate only the first ``truncation_cutoff`` styles.
+            noise_mode: ``"random"``, ``"const"`` or ``"none"``.
+            return_stages: also return every stage's RGB.
+            update_w_avg: update the tracked average ``w`` (training).
+        """
+        ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_w_avg=update_w_avg)
+        return self.synthesis(ws, noise_mode=noise_mode, return_stages=return_stages)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return next(self.parameters()).device
+
+    def extra_repr(self) -> str:
+        return f"name={self.spec.name!r}, resolution={self.resolution}, num_ws={self.num_ws}"
+
+
+def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int | range) -> torch.Tensor:
+    """Mix two batches of styles ``(B, num_ws, w_dim)``.
+
+    Args:
+        ws_a: the styles kept outside the crossover.
+        ws_b: the styles taken inside it.
+        crossover: an int ``c`` takes ``ws_b[:, c:]`` (StyleGAN's mixing at a crossover
+            point); a ``range`` takes exactly those indices (stage-wise mixing with
+            [`SynthesisNetwork.style_ranges`][pixelfold.models.SynthesisNetwork.style_ranges]).
+    """
+    if ws_a.shape != ws_b.shape or ws_a.ndim != 3:
+        raise ValueError(f"style_mix needs two (B, num_ws, w_dim) tensors of one shape, got "
+                         f"{tuple(ws_a.shape)} and {tuple(ws_b.shape)}")
+    n = ws_a.shape[1]
+    idx = range(crossover, n) if isinstance(crossover, int) else crossover
+    if len(idx) and (idx.start < 0 or idx.stop > n):
+        raise ValueError(f"crossover {crossover!r} is outside [0, {n}]")
+    mask = torch.zeros(n, dtype=torch.bool, device=ws_a.device)
+    mask[list(idx)] = True
+    return torch.where(mask[None, :, None], ws_b, ws_a)

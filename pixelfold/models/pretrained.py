@@ -1,0 +1,193 @@
+"""Saving and loading models as ``config.json`` + ``model.safetensors`` folders (or Hub repos)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedMixin", "atomic_directory"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+T = TypeVar("T", bound="PretrainedMixin")
+
+
+class atomic_directory:  # noqa: N801 - used like a function
+    """Context manager that yields a temporary folder beside ``target`` and, only if the body
+    succeeds, moves it into place (replacing an existing ``target``); on error the temporary
+    folder is removed and ``target`` is left as it was.
+
+    Example:
+        >>> with atomic_directory("out/model") as tmp:  # doctest: +SKIP
+        ...     (tmp / "config.json").write_text("{}")
+    """
+
+    def __init__(self, target: str | os.PathLike) -> None:
+        self.target = Path(target)
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        if self.target.exists() and not self.target.is_dir():
+            raise NotADirectoryError(f"{self.target} exists and is not a directory")
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-",
+                                         dir=self.target.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(self.target, old)
+        try:
+            os.replace(self.tmp, self.target)
+        except BaseException:
+            if old is not None:
+                os.replace(old, self.target)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _resolve_folder(name_or_path: str | os.PathLike, revision: str | None) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise NotADirectoryError(f"{path} is a file; from_pretrained expects a folder holding "
+                                 f"{CONFIG_NAME} and {WEIGHTS_NAME}")
+    text = str(name_or_path)
+    looks_like_repo = text.count("/") == 1 and not text.startswith((".", "/", "~"))
+    if not looks_like_repo:
+        raise FileNotFoundError(f"no such folder: {path}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, revision=revision,
+                                      allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+    except Exception as exc:  # network, offline mode, missing repo
+        raise FileNotFoundError(
+            f"{text!r} is not a local folder and could not be fetched from the Hugging Face Hub "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+class PretrainedMixin:
+    """Adds ``save_pretrained`` / ``from_pretrained`` to a module whose whole architecture is
+    the dataclass ``self.spec`` (with ``to_dict`` / ``from_dict``), diffusers-style.
+
+    Loading is strict: a missing or unexpected tensor, or one of the wrong shape, is an error
+    that names it; a corrupt or truncated weights file is an error that names the file.
+    """
+
+    spec_class: ClassVar[Any]
+    spec: Any
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``save_directory``.
+
+        The folder is written atomically: files go to a temporary sibling folder that replaces
+        ``save_directory`` only once everything is written, so a failed save leaves no
+        half-written folder (and an existing one untouched). Returns the folder.
+        """
+        from safetensors.torch import save_file
+
+        from .. import __version__
+
+        module: torch.nn.Module = self  # type: ignore[assignment]
+        config = {"_class_name": type(self).__name__, "_pixelfold_version": __version__,
+                  **self.spec.to_dict()}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+        target = Path(save_directory)
+        with atomic_directory(target) as tmp:
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        return target
+
+    @classmethod
+    def from_pretrained(
+        cls: type[T],
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> T:
+        """Load a model saved by ``save_pretrained`` from a local folder or a Hub repo id.
+
+        Args:
+            pretrained_model_name_or_path: folder with ``config.json`` and ``model.safetensors``,
+                or ``"user/repo"`` on the Hugging Face Hub.
+            revision: Hub revision.
+            map_location: device for the weights.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = _resolve_folder(pretrained_model_name_or_path, revision)
+        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        for p in (config_path, weights_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{folder} has no {p.name}: not a save_pretrained folder")
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{config_path} is not valid JSON ({exc})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_path} must hold a JSON object")
+        saved_class = config.get("_class_name")
+        if saved_class is not None and saved_class != cls.__name__:
+            raise ValueError(f"{config_path} describes a {saved_class}, not a {cls.__name__}")
+        try:
+            spec = cls.spec_class.from_dict(config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{config_path}: {exc}") from None
+        try:
+            state = load_file(str(weights_path), device=str(map_location))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(
+                f"{weights_path} is corrupt or truncated and cannot be read ({exc})"
+            ) from None
+        model = cls(spec)  # type: ignore[call-arg]
+        load_state_dict_strict(model, state, source=str(weights_path))  # type: ignore[arg-type]
+        return model.to(map_location)  # type: ignore[attr-defined,return-value]
+
+
+def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor],
+                           source: str = "state_dict") -> None:
+    """``module.load_state_dict(state, strict=True)`` with errors that name every missing,
+    unexpected or mis-shaped tensor and where it came from."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: {tuple(state[k].shape)} in {source}, {tuple(v.shape)} in the model"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s): {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensor(s): {_short(unexpected)}")
+    if shapes:
+        problems.append("shape mismatch: " + "; ".join(shapes[:8]))
+    if problems:
+        raise ValueError(f"{source} does not match {type(module).__name__}: "
+                         + " | ".join(problems))
+    module.load_state_dict(state, strict=True)
+
+
+def _short(keys: list[str], n: int = 10) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")

@@ -1,0 +1,258 @@
+"""Generator specs, presets, forward/backward, save/load and efficiency counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pixelfold.metrics import count_macs, count_params, module_costs, profile_table
+from pixelfold.models import Generator, GeneratorSpec, StageSpec, presets, style_mix
+
+HEAVY = {"cips-256", "pixelfolder-1024"}
+
+
+def _meta(name: str) -> Generator:
+    with torch.device("meta"):
+        return Generator.from_preset(name)
+
+
+# ---------------------------------------------------------------- exact published counts
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("pixelfolder-256", 20_318_814),   # authors' 20,843,614 minus the unused 524,800
+        ("pixelfolder-512", 16_953_630),   # authors' 17,478,430 minus 524,800
+        ("pixelfolder-1024", 20_616_296),  # authors' 21,141,096 minus 524,800
+        ("cips-256", 44_317_092),
+        ("pixelfolder-256-fold-deconv", 28_885_374),  # + 524,800 = 29.41M, the paper's table
+    ],
+)
+def test_published_parameter_counts(name, params):
+    G = _meta(name)
+    assert count_params(G) == params
+
+
+def test_cips_coordinate_embedding_size():
+    G = _meta("cips-256")
+    assert G.synthesis.stages[0].coord_embedding.weight.numel() == 33_554_432
+
+
+def test_pixelfolder_256_modconv_widths_match_reference():
+    G = _meta("pixelfolder-256")
+    widths = [(blk.conv0.conv.in_channels, blk.conv0.conv.out_channels,
+               blk.conv1.conv.in_channels, blk.conv1.conv.out_channels)
+              for st in G.synthesis.stages for blk in st.blocks]
+    flat = [pair for w in widths for pair in ((w[0], w[1]), (w[2], w[3]))]
+    assert flat == [(512, 512), (128, 512), (512, 512), (128, 512), (512, 512), (128, 512),
+                    (512, 512), (128, 512), (512, 256), (64, 256), (256, 128), (32, 128)]
+    assert G.num_ws == 13
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [("pixelfolder-256", 23.74e9, 23.78e9), ("cips-256", 222.5e9, 223.4e9)],
+)
+def test_macs_per_image(name, low, high):
+    G = _meta(name)  # FlopCounterMode counts on the meta device without computing
+    assert low <= count_macs(G) <= high
+
+
+def test_style_free_stage_inputs_are_computed_once_per_batch():
+    """The positional encoding and 1x1 input layers do not depend on z: they run once per
+    batch, so per-image MACs at batch 4 are lower by 3/4 of their cost."""
+    G = _meta("pixelfolder-256")
+    rows = {r.name: r.macs for r in module_costs(G, depth=4)}
+    shared = sum(rows[f"synthesis.stages.{i}.{part}"] for i in range(3)
+                 for part in ("fourier", "input_layers"))
+    assert shared > 4e8
+    assert count_macs(G, batch_size=1) - count_macs(G, batch_size=4) == pytest.approx(
+        0.75 * shared, rel=1e-4)
+
+
+def test_profile_table_lists_stages():
+    G = Generator.from_preset("pixelfolder-tiny-32")
+    rows = {r.name: r for r in module_costs(G, depth=3)}
+    assert rows["(total)"].params == count_params(G)
+    stage_macs = sum(rows[f"synthesis.stages.{i}"].macs for i in range(2))
+    assert stage_macs + rows["mapping"].macs == pytest.approx(rows["(total)"].macs, rel=1e-6)
+    assert "synthesis.stages.1" in profile_table(G, depth=3)
+
+
+# ---------------------------------------------------------------- one test matrix over presets
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_preset_json_round_trip(name):
+    spec = presets.get(name)
+    data = json.loads(json.dumps(spec.to_dict()))
+    back = GeneratorSpec.from_dict(data)
+    assert back == spec
+    assert all(isinstance(s, StageSpec) for s in back.stages)
+    assert back.to_dict() == spec.to_dict()
+    assert GeneratorSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_preset_forward_backward_every_parameter_used(name):
+    if name in HEAVY and not _heavy_enabled():
+        pytest.skip("set PIXELFOLD_HEAVY_TESTS=1 for the 1024 and CIPS-256 forward/backward")
+    torch.manual_seed(0)
+    G = Generator.from_preset(name)
+    z = torch.randn(1 if G.resolution[0] >= 256 else 2, G.z_dim)
+    img = G(z)
+    assert img.shape == (z.shape[0], 3, *G.resolution)
+    assert torch.isfinite(img).all()
+    img.square().mean().backward()
+    unused = [n for n, p in G.named_parameters() if p.grad is None]
+    assert unused == [], f"parameters without gradient: {unused}"
+
+
+def _heavy_enabled() -> bool:
+    import os
+
+    return os.environ.get("PIXELFOLD_HEAVY_TESTS", "1") == "1"
+
+
+@pytest.mark.parametrize("name", [n for n in presets.names() if "tiny" in n])
+def test_preset_save_load_bit_exact(name, tmp_path):
+    torch.manual_seed(0)
+    G = Generator.from_preset(name)
+    with torch.no_grad():  # make the zero-initialized noise strengths non-trivial
+        for p in G.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    G.save_pretrained(tmp_path / "g")
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["config.json",
+                                                                   "model.safetensors"]
+    H = Generator.from_pretrained(tmp_path / "g")
+    assert H.spec == G.spec
+    for (k, a), (k2, b) in zip(G.state_dict().items(), H.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b), k
+    z = torch.randn(3, G.z_dim)
+    assert torch.equal(G(z, noise_mode="const"), H(z, noise_mode="const"))
+
+
+# ---------------------------------------------------------------- generator API
+
+
+def test_mapping_synthesis_and_noise_modes():
+    torch.manual_seed(0)
+    G = Generator.from_preset("pixelfolder-tiny-32").eval()
+    with torch.no_grad():
+        for st in G.synthesis.stages:
+            for blk in st.blocks:
+                blk.conv0.noise.weight.fill_(0.3)
+    z = torch.randn(2, G.z_dim)
+    ws = G.mapping(z)
+    assert ws.shape == (2, G.num_ws, G.w_dim)
+    const = G.synthesis(ws, noise_mode="const")
+    assert torch.equal(const, G.synthesis(ws, noise_mode="const"))
+    assert torch.equal(G(z, noise_mode="const"), const)
+    assert not torch.equal(G.synthesis(ws, noise_mode="random"), const)
+    assert not torch.equal(G.synthesis(ws, noise_mode="none"), const)
+    img, stages = G.synthesis(ws, noise_mode="const", return_stages=True)
+    assert torch.equal(img, const) and torch.equal(stages[-1], img)
+    assert [s.shape[-1] for s in stages] == [8, 32]
+    with pytest.raises(ValueError, match=r"ws of shape \(B, 9, 64\), got \(2, 8, 64\)"):
+        G.synthesis(ws[:, :8])
+    with pytest.raises(ValueError, match="noise_mode must be one of"):
+        G.synthesis(ws, noise_mode="zero")
+
+
+def test_truncation():
+    torch.manual_seed(0)
+    G = Generator.from_preset("pixelfolder-tiny-32")
+    G.mapping.estimate_w_avg(500)
+    z = torch.randn(2, G.z_dim)
+    ws = G.mapping(z, truncation_psi=0.0)
+    assert torch.allclose(ws, G.mapping.w_avg.expand_as(ws))
+    cut = G.mapping(z, truncation_psi=0.5, truncation_cutoff=4)
+    full = G.mapping(z)
+    assert torch.equal(cut[:, 4:], full[:, 4:]) and not torch.equal(cut[:, :4], full[:, :4])
+
+
+def test_style_mixing_is_stagewise():
+    torch.manual_seed(0)
+    G = Generator.from_preset("pixelfolder-tiny-64").eval()
+    a, b = G.mapping(torch.randn(1, 64)), G.mapping(torch.randn(1, 64))
+    ranges = G.synthesis.style_ranges()
+    assert [(r.start, r.stop) for r in ranges] == [(0, 5), (4, 9), (8, 13)]
+    mixed = style_mix(a, b, ranges[1])
+    assert torch.equal(mixed[:, 4:9], b[:, 4:9]) and torch.equal(mixed[:, :4], a[:, :4])
+    assert torch.equal(style_mix(a, b, 6)[:, 6:], b[:, 6:])
+    # changing the styles of stage 2 leaves the RGB of stages 0 and 1 untouched
+    _, sa = G.synthesis(a, noise_mode="const", return_stages=True)
+    _, sm = G.synthesis(style_mix(a, b, range(9, 13)), noise_mode="const", return_stages=True)
+    assert torch.equal(sa[0], sm[0]) and torch.equal(sa[1], sm[1])
+    assert not torch.equal(sa[2], sm[2])
+    with pytest.raises(ValueError, match="outside"):
+        style_mix(a, b, range(10, 20))
+
+
+def test_compile_fullgraph_tiny_generator():
+    torch.manual_seed(0)
+    G = Generator.from_preset("pixelfolder-tiny-32").eval()
+    z = torch.randn(2, G.z_dim)
+    compiled = torch.compile(G, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(z, noise_mode="const"), G(z, noise_mode="const"))
+
+
+# ---------------------------------------------------------------- spec validation
+
+
+def _stage(**kw):
+    base = dict(resolution=16, block_channels=(32, 32), fourier_channels=8,
+                input_channels=(2,), merge="none")
+    base.update(kw)
+    return StageSpec(**base)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: _stage(kernel_size=2), "StageSpec: kernel_size must be odd, got 2"),
+        (lambda: _stage(grow="pixelshuffle"), "StageSpec: grow must be one of"),
+        (lambda: _stage(fourier_channels=0), "both 0: the stage has no input"),
+        (lambda: _stage(resolution=(16, 0)), "resolution must be a positive int"),
+        (lambda: GeneratorSpec(stages=(_stage(block_channels=(30, 32)),)),
+         r"stage 0: block_channels\[0\] = 30 is not divisible by reduce_factor² = 4"),
+        (lambda: GeneratorSpec(stages=(_stage(resolution=18),)),
+         "stage 0: resolution 18x18 is not divisible by"),
+        (lambda: GeneratorSpec(stages=(_stage(merge="add"),)),
+         "stage 0: merge must be 'none' for the first stage, got 'add'"),
+        (lambda: GeneratorSpec(stages=(_stage(), _stage(resolution=128, merge="concat"))),
+         r"stage 1: resolution 128x128 reduced by 4 gives \(32, 32\), which does not chain"),
+        (lambda: GeneratorSpec(stages=(_stage(), _stage(resolution=128))),
+         r"stage 1: resolution gives a first RGB at \(64, 64\), which is neither"),
+        (lambda: GeneratorSpec(stages=(_stage(), _stage(resolution=64, merge="add",
+                                                            input_channels=(4,)))),
+         "stage 1: input_channels gives 64 channels after reduction but merge='add' needs"),
+        (lambda: GeneratorSpec(stages=()), "GeneratorSpec: stages must be a non-empty"),
+        (lambda: GeneratorSpec.from_dict({"stages": [], "depth": 3}),
+         r"unknown field\(s\) \['depth'\]"),
+        (lambda: GeneratorSpec(stages=({"resolution": 16, "block_channels": [32], "x": 1},)),
+         r"stage 0: StageSpec: unknown field\(s\) \['x'\]"),
+    ],
+)
+def test_spec_validation_errors_name_stage_and_field(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_rectangular_generator():
+    spec = GeneratorSpec(
+        stages=(StageSpec(resolution=(8, 16), block_channels=(16, 16), fourier_channels=8,
+                          coord_embedding_channels=4, input_channels=(8, 1), merge="none"),
+                StageSpec(resolution=(32, 64), block_channels=(16, 8), fourier_channels=8,
+                          input_channels=(1,))),
+        z_dim=16, w_dim=16, mapping_layers=1)
+    G = Generator(spec)
+    assert G(torch.randn(2, 16)).shape == (2, 3, 32, 64)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset 'pixelfolder-2048'; choose one of"):
+        presets.get("pixelfolder-2048")
