@@ -79,7 +79,8 @@ def pixelfolder(
 
     Args:
         stage_resolutions: e.g. ``(16, 64, 256)``.
-        channels: width by resolution (default [`PIXELFOLDER_CHANNELS`][pixelfold.models.presets.PIXELFOLDER_CHANNELS]).
+        channels: width by resolution (default
+            [`PIXELFOLDER_CHANNELS`][pixelfold.models.presets.PIXELFOLDER_CHANNELS]).
         coord_embedding: give stage 0 a learned coordinate embedding.
         merge: ``"concat"``, ``"add"`` or ``"none"`` for stages after the first.
         grow: ``"unfold"`` or an ablation (``"deconv"``, ``"nearest"``).
