@@ -4,6 +4,7 @@
 """
 
 from . import presets
+from .discriminator import Discriminator, DiscriminatorSpec
 from .generator import (
     Generator,
     PointwiseConv,
@@ -18,6 +19,8 @@ from .spec import GeneratorSpec, StageSpec
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
+    "Discriminator",
+    "DiscriminatorSpec",
     "Generator",
     "GeneratorSpec",
     "PointwiseConv",

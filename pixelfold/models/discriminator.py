@@ -1,0 +1,283 @@
+"""The residual StyleGAN2 discriminator the PixelFolder authors train against, built from a
+JSON-serializable :class:`DiscriminatorSpec`.
+
+Layout for a ``resolution`` of ``R`` and a channel table ``C``:
+
+1. from-RGB: 1x1 conv ``image_channels -> C[R]`` + bias + leaky ReLU;
+2. one residual block per halving, ``R -> R/2 -> ... -> 4``, block ``r`` going
+   ``C[r] -> C[r/2]``: 3x3 conv + act, then blur + stride-2 3x3 conv + act; the skip is blur +
+   stride-2 1x1 conv (no bias, no activation); output ``(main + skip) / sqrt(2)``;
+3. minibatch standard deviation, 3x3 conv ``C[4] + f -> C[4]`` + act;
+4. flatten, equalized linear ``C[4]·4·4 -> C[4]`` + act, equalized linear ``C[4] -> 1``.
+
+All convolutions are equalized and bias-free; the bias of an activated conv lives in its
+[`BiasLeakyReLU`][pixelfold.layers.BiasLeakyReLU]. At 256 with the default table this gives
+28,864,129 parameters, the count of the authors' discriminator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..layers import BiasLeakyReLU, Blur, EqualConv2d, EqualLinear, MinibatchStdDev
+from .presets import PIXELFOLDER_CHANNELS
+from .pretrained import PretrainedMixin
+
+__all__ = ["DiscriminatorBlock", "DiscriminatorConv", "Discriminator", "DiscriminatorSpec"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_pow2(value: Any, low: int) -> bool:
+    return _is_int(value) and value >= low and value & (value - 1) == 0
+
+
+def _channel_table(value: Any) -> dict[int, int]:
+    """Normalize a channel table given as ``{res: ch}`` (int or JSON string keys) or as
+    ``[[res, ch], ...]`` pairs to a ``{int: int}`` dict sorted by resolution."""
+    where = "DiscriminatorSpec: channels"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        items = [tuple(p) for p in value]
+    else:
+        raise ValueError(f"{where} must be a {{resolution: channels}} dict or a list of "
+                         f"[resolution, channels] pairs, got {value!r}")
+    table: dict[int, int] = {}
+    for res, ch in items:
+        if isinstance(res, str) and res.strip().isdigit():
+            res = int(res)
+        if not _is_pow2(res, 4):
+            raise ValueError(f"{where} keys must be powers of two >= 4, got {res!r}")
+        if not _is_int(ch) or ch < 1:
+            raise ValueError(f"{where}[{res}] must be a positive integer, got {ch!r}")
+        if res in table:
+            raise ValueError(f"{where} lists resolution {res} twice")
+        table[res] = ch
+    return dict(sorted(table.items()))
+
+
+@dataclass
+class DiscriminatorSpec:
+    """A residual StyleGAN2 discriminator, as data.
+
+    Args:
+        resolution: side of the square input images, a power of two >= 4.
+        image_channels: channels of the input images.
+        channels: feature width by resolution, ``{resolution: channels}``; it must cover every
+            power of two from 4 to ``resolution`` (extra entries are ignored). Default: the
+            StyleGAN2 config-f / PixelFolder table ``4..64: 512, 128: 256, 256: 128, 512: 64,
+            1024: 32``. A list of ``[resolution, channels]`` pairs or string keys (as JSON
+            writes them) are accepted too.
+        mbstd_group_size: samples per minibatch-std group (clipped to the batch size).
+        mbstd_num_channels: number of minibatch-std statistics.
+        blur_kernel: FIR taps of the blur before each stride-2 convolution.
+    """
+
+    resolution: int = 256
+    image_channels: int = 3
+    channels: dict[int, int] = field(default_factory=lambda: dict(PIXELFOLDER_CHANNELS))
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+    blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
+
+    def __post_init__(self) -> None:
+        where = "DiscriminatorSpec"
+        if not _is_pow2(self.resolution, 4):
+            raise ValueError(f"{where}: resolution must be a power of two >= 4, "
+                             f"got {self.resolution!r}")
+        for name in ("image_channels", "mbstd_group_size", "mbstd_num_channels"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
+        self.channels = _channel_table(self.channels)
+        missing = [r for r in self.block_resolutions + (4,) if r not in self.channels]
+        if missing:
+            raise ValueError(f"{where}: channels has no entry for resolution(s) {missing}, "
+                             f"needed at resolution {self.resolution}; got "
+                             f"{self.channels}")
+        c4 = self.channels[4]
+        if c4 % self.mbstd_num_channels:
+            raise ValueError(f"{where}: mbstd_num_channels must divide channels[4] = {c4}, "
+                             f"got {self.mbstd_num_channels}")
+        kernel = self.blur_kernel
+        if isinstance(kernel, (list, tuple)):
+            kernel = tuple(kernel)
+        if (not isinstance(kernel, tuple) or not kernel
+                or any(not _is_int(v) or v < 1 for v in kernel)):
+            raise ValueError(f"{where}: blur_kernel must be a non-empty sequence of positive "
+                             f"integers, got {self.blur_kernel!r}")
+        self.blur_kernel = kernel
+
+    @property
+    def block_resolutions(self) -> tuple[int, ...]:
+        """Input resolution of each residual block, ``(R, R/2, ..., 8)``."""
+        return tuple(self.resolution >> i for i in range(int(math.log2(self.resolution)) - 2))
+
+    # ---- serialization ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict; the channel table becomes ``[[res, ch], ...]`` pairs so
+        that its integer keys survive JSON."""
+        out = dataclasses.asdict(self)
+        out["channels"] = [[r, c] for r, c in self.channels.items()]
+        out["blur_kernel"] = list(self.blur_kernel)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorSpec:
+        """Inverse of :meth:`to_dict`. Keys starting with ``_`` (metadata such as
+        ``_class_name``) are ignored; other unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"DiscriminatorSpec.from_dict expects a dict, "
+                             f"got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in data if k not in known and not str(k).startswith("_"))
+        if unknown:
+            raise ValueError(f"DiscriminatorSpec: unknown field(s) {unknown}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self, indent: int = 2) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> DiscriminatorSpec:
+        """Parse the JSON text of :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"DiscriminatorSpec.from_json: invalid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+
+def _blur_padding(blur_taps: int, kernel_size: int, factor: int = 2) -> tuple[int, int]:
+    """Padding of the blur before a stride-``factor`` ``kernel_size`` conv so that the conv
+    output is exactly ``1/factor`` of the input: ``p = taps - factor + k - 1``, split
+    ``((p + 1) // 2, p // 2)``."""
+    p = blur_taps - factor + kernel_size - 1
+    return (p + 1) // 2, p // 2
+
+
+class DiscriminatorConv(nn.Module):
+    """Equalized conv without bias, optionally preceded by a blur and strided by 2, optionally
+    followed by bias + leaky ReLU.
+
+    Args:
+        in_channels: input width.
+        out_channels: output width.
+        kernel_size: square kernel side (odd).
+        down: blur, then convolve with stride 2 and no padding (halves the resolution);
+            otherwise stride 1 with ``kernel_size // 2`` padding.
+        activate: add a per-channel bias and leaky ReLU (the only bias of the layer).
+        blur_kernel: FIR taps of the blur.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *,
+                 down: bool = False, activate: bool = True,
+                 blur_kernel: Sequence[int] = (1, 3, 3, 1)) -> None:
+        super().__init__()
+        self.blur = (Blur(blur_kernel, padding=_blur_padding(len(blur_kernel), kernel_size))
+                     if down else nn.Identity())
+        self.conv = EqualConv2d(in_channels, out_channels, kernel_size, stride=2 if down else 1,
+                                padding=0 if down else kernel_size // 2, bias=False)
+        self.act = BiasLeakyReLU(out_channels) if activate else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(self.blur(x)))
+
+
+class DiscriminatorBlock(nn.Module):
+    """Residual downsampling block: ``(conv1(conv0(x)) + skip(x)) / sqrt(2)`` at half the
+    resolution.
+
+    Args:
+        in_channels: input width (also the width of the first 3x3 conv).
+        out_channels: output width.
+        blur_kernel: FIR taps of the blurs.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 blur_kernel: Sequence[int] = (1, 3, 3, 1)) -> None:
+        super().__init__()
+        self.conv0 = DiscriminatorConv(in_channels, in_channels, 3, blur_kernel=blur_kernel)
+        self.conv1 = DiscriminatorConv(in_channels, out_channels, 3, down=True,
+                                       blur_kernel=blur_kernel)
+        self.skip = DiscriminatorConv(in_channels, out_channels, 1, down=True, activate=False,
+                                      blur_kernel=blur_kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv1(self.conv0(x)) + self.skip(x)) * (1 / math.sqrt(2))
+
+
+class Discriminator(PretrainedMixin, nn.Module):
+    """Residual StyleGAN2 discriminator built from a :class:`DiscriminatorSpec`:
+    ``images (B, image_channels, R, R) -> logits (B, 1)``.
+
+    Args:
+        spec: the architecture, a :class:`DiscriminatorSpec` (or its dict form).
+
+    Example:
+        >>> D = Discriminator(DiscriminatorSpec(resolution=32, channels={4: 16, 8: 16,
+        ...                                                              16: 8, 32: 8}))
+        >>> D(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 1])
+    """
+
+    spec_class = DiscriminatorSpec
+
+    def __init__(self, spec: DiscriminatorSpec | dict | None = None) -> None:
+        super().__init__()
+        if spec is None:
+            spec = DiscriminatorSpec()
+        elif isinstance(spec, dict):
+            spec = DiscriminatorSpec.from_dict(spec)
+        if not isinstance(spec, DiscriminatorSpec):
+            raise ValueError(f"Discriminator needs a DiscriminatorSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.resolution = spec.resolution
+        ch = spec.channels
+        kernel = spec.blur_kernel
+        self.from_rgb = DiscriminatorConv(spec.image_channels, ch[spec.resolution], 1)
+        self.blocks = nn.ModuleList(
+            DiscriminatorBlock(ch[r], ch[r // 2], kernel) for r in spec.block_resolutions
+        )
+        c4 = ch[4]
+        self.mbstd = MinibatchStdDev(spec.mbstd_group_size, spec.mbstd_num_channels)
+        self.final_conv = DiscriminatorConv(c4 + spec.mbstd_num_channels, c4, 3)
+        self.final_linear = EqualLinear(c4 * 4 * 4, c4, activation="lrelu")
+        self.out = EqualLinear(c4, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Score a batch of images.
+
+        Args:
+            images: ``(B, image_channels, resolution, resolution)``, nominally in ``[-1, 1]``.
+                The batch size must be divisible by ``min(mbstd_group_size, B)``.
+
+        Returns:
+            real/fake logits ``(B, 1)``.
+        """
+        s = self.spec
+        expected = (s.image_channels, s.resolution, s.resolution)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"Discriminator expects images of shape (B, {s.image_channels}, "
+                             f"{s.resolution}, {s.resolution}), got {tuple(images.shape)}")
+        x = self.from_rgb(images)
+        for block in self.blocks:
+            x = block(x)
+        x = self.final_conv(self.mbstd(x))
+        return self.out(self.final_linear(x.flatten(1)))
+
+    def extra_repr(self) -> str:
+        return f"resolution={self.resolution}"
