@@ -3,12 +3,12 @@
 The authors' ``.pt`` files are ``torch.save`` dicts with keys ``g``, ``d``, ``g_ema``,
 ``g_optim`` and ``d_optim``; their generator state dict uses the names of their code
 (``style.*``, ``input.input``, ``lffs.*``, ``posfolders.*``, ``convs.*``, ``to_rgbs.*``).
-:func:`load_official` maps every key onto a :class:`~pixelfold.models.Generator` built from the
-matching preset, drops the merge convolution the authors build and never use
-(``posfolders.0.conv_merge``), checks the FIR kernels it drops, and fails on anything it does
-not understand. What the authors' model lacks is filled in deterministically: the constant
-noise images are drawn with a fixed seed, and the average ``w`` used for truncation is
-estimated from 10,000 random ``z``.
+[`load_official`][pixelfold.convert.load_official] maps every key onto a
+[`Generator`][pixelfold.models.Generator] built from the matching preset, drops the merge
+convolution the authors build and never use (``posfolders.0.conv_merge``), checks the FIR
+kernels it drops, and fails on anything it does not understand. What the authors' model lacks
+is filled in deterministically: the constant noise images are drawn with a fixed seed, and the
+average ``w`` used for truncation is estimated from 10,000 random ``z``.
 """
 
 from __future__ import annotations

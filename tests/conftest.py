@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# keep datasets' cache (image folders, saved datasets) out of the user's home
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="pixelfold-hf-datasets-"))
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

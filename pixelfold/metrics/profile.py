@@ -1,6 +1,6 @@
 """Parameter and multiply-accumulate (MAC) counts of generators, per image.
 
-MACs are counted at the ATen level with :class:`torch.utils.flop_counter.FlopCounterMode`, so
+MACs are counted at the ATen level with ``torch.utils.flop_counter.FlopCounterMode``, so
 every convolution and matrix product is seen, including the grouped and batched convolutions
 inside ModConv and the style/demodulation matmuls. ``MACs = FLOPs / 2``. Reshapes (fold,
 unfold, pixel shuffle) and element-wise ops cost 0, as in the paper's counting.
@@ -124,7 +124,7 @@ def module_costs(generator: nn.Module, *, depth: int = 3, batch_size: int = 1,
 
 def profile_table(generator: nn.Module, *, depth: int = 2, batch_size: int = 1,
                   noise_mode: str = "random") -> str:
-    """A plain-text table of [`module_costs`][pixelfold.metrics.module_costs]."""
+    """A plain-text table of [`module_costs`][pixelfold.metrics.profile.module_costs]."""
     rows = module_costs(generator, depth=depth, batch_size=batch_size, noise_mode=noise_mode)
     width = max(len(r.name) for r in rows)
     lines = [f"{'module':<{width}}  {'params':>12}  {'GMACs':>9}"]

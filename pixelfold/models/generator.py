@@ -1,4 +1,5 @@
-"""The multi-stage pixel-regression generator, assembled from a :class:`GeneratorSpec`."""
+"""The multi-stage pixel-regression generator, assembled from a
+[`GeneratorSpec`][pixelfold.models.GeneratorSpec]."""
 
 from __future__ import annotations
 
@@ -284,12 +285,14 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(PretrainedMixin, nn.Module):
-    """Multi-stage pixel-regression generator built from a :class:`GeneratorSpec`.
+    """Multi-stage pixel-regression generator built from a
+    [`GeneratorSpec`][pixelfold.models.GeneratorSpec].
 
     NVlabs-style parts: ``G.mapping(z) -> ws``, ``G.synthesis(ws) -> image`` and ``G(z)``.
 
     Args:
-        spec: the architecture, a :class:`GeneratorSpec` (or its dict form).
+        spec: the architecture, a [`GeneratorSpec`][pixelfold.models.GeneratorSpec] (or its
+            dict form).
 
     Example:
         >>> G = Generator.from_preset("pixelfolder-tiny-32")

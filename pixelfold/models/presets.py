@@ -17,16 +17,17 @@ from .spec import GeneratorSpec, StageSpec
 
 __all__ = ["PIXELFOLDER_CHANNELS", "cips", "get", "names", "pixelfolder", "register"]
 
-#: Feature width by resolution in PixelFolder (and StyleGAN2 config-f).
 PIXELFOLDER_CHANNELS: dict[int, int] = {
     4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32,
 }
+"""Feature width by resolution in PixelFolder (and StyleGAN2 config-f)."""
 
 _REGISTRY: dict[str, Callable[[], GeneratorSpec]] = {}
 
 
 def register(name: str) -> Callable[[Callable[[], GeneratorSpec]], Callable[[], GeneratorSpec]]:
-    """Decorator registering a zero-argument function that returns a :class:`GeneratorSpec`."""
+    """Decorator registering a zero-argument function that returns a
+    [`GeneratorSpec`][pixelfold.models.GeneratorSpec]."""
 
     def wrap(fn: Callable[[], GeneratorSpec]) -> Callable[[], GeneratorSpec]:
         if name in _REGISTRY:
@@ -85,6 +86,9 @@ def pixelfolder(
         merge: ``"concat"``, ``"add"`` or ``"none"`` for stages after the first.
         grow: ``"unfold"`` or an ablation (``"deconv"``, ``"nearest"``).
         reduce: ``"fold"`` or ``"avgpool"``.
+        z_dim: latent width.
+        w_dim: style width.
+        mapping_layers: depth of the mapping network.
         fourier_channels: Fourier width by stage resolution (default: ``channels``).
         stage0_hidden: width of stage 0's first 1x1 conv (default ``channels[R0]``).
         stage0_projection: width of stage 0's projection before folding.
@@ -135,6 +139,9 @@ def cips(
         resolution: image side.
         hidden: width of the Fourier features, of the embedding and of the first conv.
         channels: width of each block.
+        z_dim: latent width.
+        w_dim: style width.
+        mapping_layers: depth of the mapping network.
     """
     stage = StageSpec(
         resolution=resolution, block_channels=tuple(channels), fourier_channels=hidden,

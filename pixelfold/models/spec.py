@@ -1,12 +1,13 @@
 """Declarative specification of a multi-stage pixel-regression generator.
 
-A :class:`GeneratorSpec` is the whole architecture as data: it round-trips through JSON
+A [`GeneratorSpec`][pixelfold.models.GeneratorSpec] is the whole architecture as data: it
+round-trips through JSON
 (``spec == GeneratorSpec.from_dict(json.loads(json.dumps(spec.to_dict())))``), it is saved as
-``config.json`` next to the weights, and :class:`~pixelfold.models.Generator` is built from it
-and nothing else.
+``config.json`` next to the weights, and [`Generator`][pixelfold.models.Generator] is built from
+it and nothing else.
 
-A stage (:class:`StageSpec`) turns a grid of pixel coordinates into features and then into
-RGB:
+A stage ([`StageSpec`][pixelfold.models.StageSpec]) turns a grid of pixel coordinates into
+features and then into RGB:
 
 1. **positional encoding** at the stage resolution: Fourier features of the coordinates and/or a
    learned coordinate embedding, concatenated;
@@ -225,7 +226,8 @@ class StageSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageSpec:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        """Inverse of [`to_dict`][pixelfold.models.StageSpec.to_dict]; unknown keys are an
+        error naming them."""
         if not isinstance(data, dict):
             raise ValueError(f"StageSpec.from_dict expects a dict, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -370,8 +372,9 @@ class GeneratorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorSpec:
-        """Inverse of :meth:`to_dict`. Keys starting with ``_`` (metadata such as
-        ``_class_name``) are kept aside; other unknown keys are an error naming them."""
+        """Inverse of [`to_dict`][pixelfold.models.GeneratorSpec.to_dict]. Keys starting with
+        ``_`` (metadata such as ``_class_name``) are kept aside; other unknown keys are an error
+        naming them."""
         if not isinstance(data, dict):
             raise ValueError(f"GeneratorSpec.from_dict expects a dict, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)} - {"_extra"}
@@ -389,7 +392,7 @@ class GeneratorSpec:
         return cls(**kwargs, _extra=extra)
 
     def to_json(self, indent: int = 2) -> str:
-        """JSON text of :meth:`to_dict`."""
+        """JSON text of [`to_dict`][pixelfold.models.GeneratorSpec.to_dict]."""
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod

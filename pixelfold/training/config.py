@@ -1,0 +1,224 @@
+"""Training configuration and the command line shared by every recipe."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TrainConfig", "build_arg_parser", "parse_args"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults are the PixelFolder authors' settings
+    (REFERENCE.md): Adam lr 0.002, betas (0, 0.99), lazy R1 gamma 10 every 16 D steps, no path
+    length regularization, no style mixing, EMA half-life 10 kimg, batch 64 in total.
+
+    Args:
+        output_dir: where checkpoints, samples, logs and ``generator_ema/`` go.
+        dataset: Hub id, image folder, saved dataset folder, or ``"digits"`` (scikit-learn's
+            handwritten digits, offline).
+        image_column: image column of the dataset (auto-detected when ``None``).
+        split: dataset split.
+        streaming: stream the dataset.
+        resolution: training resolution (must equal the generator's).
+        preset: generator preset name.
+        generator_config: path to a generator ``config.json`` (overrides ``preset``).
+        d_channels: discriminator width by resolution, e.g. ``{32: 64, 16: 64, 8: 64, 4: 64}``
+            (``None``: the StyleGAN2 table).
+        batch_size: images per device per optimizer step (before accumulation).
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        max_steps: optimizer steps to run (``kimg`` wins when set).
+        kimg: thousands of real images to show the discriminator.
+        lr: Adam learning rate of both networks (before the lazy-regularization correction).
+        betas: Adam betas.
+        r1_gamma: R1 weight.
+        d_reg_interval: lazy R1 interval (D steps).
+        g_reg_interval: G's lazy interval used for its Adam correction (the authors' code
+            corrects G's Adam for an interval of 4 even without a G regularizer).
+        pl_weight: path-length regularization weight (0: off, the authors' setting).
+        style_mixing_prob: style-mixing probability (0: off, the authors' setting).
+        ema_kimg: EMA half-life in thousands of images.
+        ema_rampup: EMA ramp-up (NVlabs; ``None``: off).
+        hflip: random horizontal flips.
+        resize_filter: resize filter for the data.
+        jpeg_quality: re-encode training images as JPEG at this quality first (authors: 85).
+        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"``.
+        seed: global seed.
+        checkpointing_steps: save a checkpoint every N steps.
+        checkpoints_total_limit: keep the last K checkpoints.
+        resume_from_checkpoint: ``"latest"``, a checkpoint folder, or ``None``.
+        sample_every: write a sample grid every N steps.
+        num_samples: images in a sample grid.
+        log_every: log scalars every N steps.
+        num_workers: dataloader workers.
+        report_to: Accelerate tracker (``"tensorboard"`` or ``"none"``).
+        progress_bar: show a tqdm bar on the main process.
+    """
+
+    output_dir: str = "outputs/run"
+    dataset: str = "digits"
+    image_column: str | None = None
+    split: str = "train"
+    streaming: bool = False
+    resolution: int = 256
+    preset: str = "pixelfolder-256"
+    generator_config: str | None = None
+    d_channels: dict[int, int] | None = None
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 100_000
+    kimg: float | None = None
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 10.0
+    d_reg_interval: int = 16
+    g_reg_interval: int = 4
+    pl_weight: float = 0.0
+    style_mixing_prob: float = 0.0
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = None
+    hflip: bool = True
+    resize_filter: str = "box"
+    jpeg_quality: int | None = None
+    mixed_precision: str = "no"
+    seed: int = 0
+    checkpointing_steps: int = 5000
+    checkpoints_total_limit: int | None = 3
+    resume_from_checkpoint: str | None = None
+    sample_every: int = 1000
+    num_samples: int = 16
+    log_every: int = 50
+    num_workers: int = 0
+    report_to: str = "tensorboard"
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in ("resolution", "batch_size", "gradient_accumulation_steps", "max_steps",
+                     "d_reg_interval", "g_reg_interval", "checkpointing_steps", "sample_every",
+                     "num_samples", "log_every"):
+            positive(name)
+        if self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two, got {self.resolution}")
+        if self.kimg is not None and self.kimg <= 0:
+            raise ValueError(f"kimg must be positive, got {self.kimg!r}")
+        if not 0.0 <= self.style_mixing_prob <= 1.0:
+            raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', "
+                             f"got {self.mixed_precision!r}")
+        if self.lr <= 0 or self.r1_gamma < 0 or self.pl_weight < 0 or self.ema_kimg < 0:
+            raise ValueError("lr must be positive and r1_gamma, pl_weight, ema_kimg >= 0, got "
+                             f"{self.lr}, {self.r1_gamma}, {self.pl_weight}, {self.ema_kimg}")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
+            raise ValueError(f"checkpoints_total_limit must be >= 1, got "
+                             f"{self.checkpoints_total_limit}")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.report_to not in ("tensorboard", "none"):
+            raise ValueError(f"report_to must be 'tensorboard' or 'none', got {self.report_to!r}")
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+        if self.d_channels is not None:
+            self.d_channels = {int(k): int(v) for k, v in self.d_channels.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form."""
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        if self.d_channels is not None:
+            data["d_channels"] = {str(k): v for k, v in self.d_channels.items()}
+        return data
+
+    def to_json(self) -> str:
+        """JSON text of [`to_dict`][pixelfold.training.TrainConfig.to_dict]."""
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _d_channels(text: str) -> dict[int, int]:
+    try:
+        pairs = [item.split(":") for item in text.split(",") if item.strip()]
+        return {int(r): int(c) for r, c in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--d-channels expects RES:CH pairs separated by commas, e.g. 32:64,16:64, "
+            f"got {text!r}") from None
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "") else int(text)
+
+
+def build_arg_parser(defaults: TrainConfig | None = None,
+                     description: str | None = None) -> argparse.ArgumentParser:
+    """The shared recipe command line, with ``defaults`` shown and used."""
+    d = defaults or TrainConfig()
+    p = argparse.ArgumentParser(description=description or "Train a pixelfold generator.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--output-dir", default=d.output_dir)
+    p.add_argument("--dataset", default=d.dataset,
+                   help="Hub id, image folder, saved dataset folder, or 'digits'")
+    p.add_argument("--image-column", default=d.image_column)
+    p.add_argument("--split", default=d.split)
+    p.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=d.streaming)
+    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--preset", default=d.preset, help="generator preset")
+    p.add_argument("--generator-config", default=d.generator_config,
+                   help="generator config.json (overrides --preset)")
+    p.add_argument("--d-channels", type=_d_channels, default=d.d_channels,
+                   help="discriminator widths as RES:CH,RES:CH,...")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per device")
+    p.add_argument("--gradient-accumulation-steps", type=int,
+                   default=d.gradient_accumulation_steps)
+    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--kimg", type=float, default=d.kimg,
+                   help="thousands of real images to train on (overrides --max-steps)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--r1-gamma", type=float, default=d.r1_gamma)
+    p.add_argument("--d-reg-interval", type=int, default=d.d_reg_interval)
+    p.add_argument("--pl-weight", type=float, default=d.pl_weight)
+    p.add_argument("--style-mixing-prob", type=float, default=d.style_mixing_prob)
+    p.add_argument("--ema-kimg", type=float, default=d.ema_kimg)
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=d.hflip)
+    p.add_argument("--resize-filter", default=d.resize_filter,
+                   choices=["box", "bilinear", "bicubic", "lanczos", "nearest"])
+    p.add_argument("--jpeg-quality", type=_optional_int, default=d.jpeg_quality)
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "bf16", "fp16"])
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--checkpointing-steps", type=int, default=d.checkpointing_steps)
+    p.add_argument("--checkpoints-total-limit", type=_optional_int,
+                   default=d.checkpoints_total_limit)
+    p.add_argument("--resume-from-checkpoint", default=d.resume_from_checkpoint,
+                   help="'latest' or a checkpoint folder")
+    p.add_argument("--sample-every", type=int, default=d.sample_every)
+    p.add_argument("--num-samples", type=int, default=d.num_samples)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--num-workers", type=int, default=d.num_workers)
+    p.add_argument("--report-to", default=d.report_to, choices=["tensorboard", "none"])
+    p.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=d.progress_bar)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None, defaults: TrainConfig | None = None,
+               description: str | None = None) -> TrainConfig:
+    """Parse the recipe command line into a [`TrainConfig`][pixelfold.training.TrainConfig];
+    a bad value exits with argparse's one-line error."""
+    d = defaults or TrainConfig()
+    parser = build_arg_parser(d, description)
+    args = parser.parse_args(argv)
+    values = {k: v for k, v in vars(args).items()}
+    kwargs = dataclasses.asdict(d)
+    kwargs.update(values)
+    try:
+        return TrainConfig(**kwargs)
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # unreachable

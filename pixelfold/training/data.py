@@ -1,0 +1,320 @@
+"""Image datasets for GAN training on Hugging Face Datasets.
+
+:func:`load_image_dataset` opens a Hub dataset, a local image folder (``imagefolder``) or a
+folder written by ``Dataset.save_to_disk``; :class:`ImageDataset` decodes, converts to RGB,
+resizes, center-crops and scales images to ``[-1, 1]``, skipping unreadable or truncated files
+(each skip is counted; the first one is reported with one warning).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+
+__all__ = [
+    "RESIZE_FILTERS",
+    "ImageDataset",
+    "IterableImageDataset",
+    "digits_dataset",
+    "find_image_column",
+    "load_image_dataset",
+    "preprocess_image",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Resize filters by name. ``box`` is the default: NVlabs recommend it for downscaling FFHQ.
+RESIZE_FILTERS = {
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file() \
+        or (path / "state.json").is_file()
+
+
+def load_image_dataset(
+    dataset: str | os.PathLike | Any,
+    *,
+    split: str = "train",
+    streaming: bool = False,
+    cache_dir: str | None = None,
+):
+    """Open an image dataset.
+
+    Args:
+        dataset: a Hub id (``"user/name"``), a local folder of images (loaded with the
+            ``imagefolder`` builder), a folder written by ``save_to_disk``, or an already
+            loaded ``datasets.Dataset`` / ``IterableDataset`` (returned as is).
+        split: the split to use.
+        streaming: stream instead of downloading (Hub and image folders).
+        cache_dir: datasets cache folder.
+
+    Returns:
+        A ``datasets.Dataset`` (or ``IterableDataset`` when streaming).
+    """
+    import datasets
+
+    if isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)):
+        return dataset
+    if isinstance(dataset, datasets.DatasetDict):
+        if split not in dataset:
+            raise ValueError(f"split {split!r} not in the dataset (has {list(dataset)})")
+        return dataset[split]
+    path = Path(dataset)
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise ValueError(f"split {split!r} not in {path} (has {list(loaded)})")
+                loaded = loaded[split]
+            return loaded.to_iterable_dataset() if streaming else loaded
+        return datasets.load_dataset("imagefolder", data_dir=str(path), split=split,
+                                     streaming=streaming, cache_dir=cache_dir)
+    if path.exists():
+        raise ValueError(f"--dataset {dataset} is a file; give a folder of images, a saved "
+                         f"dataset folder or a Hub id")
+    text = str(dataset)
+    if text.count("/") > 1 or text.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"no such dataset folder: {dataset}")
+    try:
+        return datasets.load_dataset(text, split=split, streaming=streaming, cache_dir=cache_dir)
+    except Exception as exc:
+        raise FileNotFoundError(
+            f"--dataset {text!r} is not a local folder and could not be loaded from the "
+            f"Hugging Face Hub ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def find_image_column(features: Any, image_column: str | None = None) -> str:
+    """The name of the image column: ``image_column`` if given (checked), else the first
+    column whose feature is ``datasets.Image``."""
+    import datasets
+
+    names = list(features) if features is not None else []
+    if image_column is not None:
+        if features is not None and image_column not in names:
+            raise ValueError(f"--image-column {image_column!r} is not a column of the dataset "
+                             f"(columns: {names})")
+        return image_column
+    for name in names:
+        if isinstance(features[name], datasets.Image):
+            return name
+    raise ValueError(f"the dataset has no image column (columns: {names}); pass --image-column")
+
+
+def preprocess_image(
+    image: Image.Image,
+    resolution: int,
+    *,
+    resize_filter: str = "box",
+    jpeg_quality: int | None = None,
+) -> torch.Tensor:
+    """Convert one PIL image to a ``(3, resolution, resolution)`` float tensor in ``[-1, 1]``.
+
+    Grayscale, RGBA (composited over white), CMYK and palette images are converted to RGB; the
+    shorter side is resized to ``resolution`` with ``resize_filter``, then the center is
+    cropped. ``jpeg_quality`` re-encodes the image as JPEG first (the PixelFolder authors
+    trained on images re-encoded at quality 85).
+    """
+    if resize_filter not in RESIZE_FILTERS:
+        raise ValueError(f"resize_filter must be one of {sorted(RESIZE_FILTERS)}, "
+                         f"got {resize_filter!r}")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if jpeg_quality is not None:
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=jpeg_quality)
+        buf.seek(0)
+        image = Image.open(buf).convert("RGB")
+    w, h = image.size
+    scale = resolution / min(w, h)
+    new_size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+    if new_size != (w, h):
+        image = image.resize(new_size, RESIZE_FILTERS[resize_filter])
+    w, h = image.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    image = image.crop((left, top, left + resolution, top + resolution))
+    array = np.asarray(image, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float()
+    return tensor / 127.5 - 1.0
+
+
+def _open(value: Any) -> Image.Image:
+    """Open an image from what a datasets ``Image(decode=False)`` column holds."""
+    if isinstance(value, Image.Image):
+        image = value
+    elif isinstance(value, dict):
+        if value.get("bytes") is not None:
+            image = Image.open(io.BytesIO(value["bytes"]))
+        elif value.get("path"):
+            image = Image.open(value["path"])
+        else:
+            raise ValueError("empty image entry")
+    elif isinstance(value, (str, os.PathLike)):
+        image = Image.open(value)
+    else:
+        raise ValueError(f"cannot read an image from a {type(value).__name__}")
+    image.load()  # decode now: truncated files fail here, not later
+    return image
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict) and value.get("path"):
+        return str(value["path"])
+    return f"<{type(value).__name__}>"
+
+
+class _SkipCounter:
+    def __init__(self) -> None:
+        self.skipped = 0
+
+    def skip(self, where: str, exc: Exception) -> None:
+        self.skipped += 1
+        if self.skipped == 1:
+            logger.warning("skipping unreadable image %s (%s: %s); further skips are counted "
+                           "silently", where, type(exc).__name__, exc)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Map-style dataset of preprocessed images from a ``datasets.Dataset``.
+
+    Unreadable images are replaced by the next readable one (so batches keep their size) and
+    counted in ``skipped``.
+
+    Args:
+        dataset: a ``datasets.Dataset`` with an image column.
+        resolution: output side.
+        image_column: image column name (auto-detected when ``None``).
+        resize_filter: see [`preprocess_image`][pixelfold.training.data.preprocess_image].
+        jpeg_quality: optional JPEG re-encoding quality.
+    """
+
+    def __init__(self, dataset: Any, resolution: int, *, image_column: str | None = None,
+                 resize_filter: str = "box", jpeg_quality: int | None = None) -> None:
+        import datasets
+
+        self.column = find_image_column(dataset.features, image_column)
+        if isinstance(dataset.features[self.column], datasets.Image):
+            dataset = dataset.cast_column(self.column, datasets.Image(decode=False))
+        self.dataset = dataset.select_columns([self.column])
+        if len(self.dataset) == 0:
+            raise ValueError("the dataset is empty")
+        self.resolution = resolution
+        self.resize_filter = resize_filter
+        self.jpeg_quality = jpeg_quality
+        self._counter = _SkipCounter()
+        self._bad: set[int] = set()
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+    @property
+    def skipped(self) -> int:
+        """How many unreadable images were met (in this process)."""
+        return self._counter.skipped
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        n = len(self.dataset)
+        for offset in range(n):
+            i = (index + offset) % n
+            if i in self._bad:
+                continue
+            value = self.dataset[i][self.column]
+            try:
+                return preprocess_image(_open(value), self.resolution,
+                                        resize_filter=self.resize_filter,
+                                        jpeg_quality=self.jpeg_quality)
+            except Exception as exc:  # unreadable, truncated, unsupported
+                self._bad.add(i)
+                self._counter.skip(_describe(value), exc)
+        raise RuntimeError(f"none of the {n} images of the dataset could be read")
+
+
+class IterableImageDataset(torch.utils.data.IterableDataset):
+    """Streaming counterpart of [`ImageDataset`][pixelfold.training.data.ImageDataset] for a
+    ``datasets.IterableDataset``; loops over the stream forever, skipping unreadable images."""
+
+    def __init__(self, dataset: Any, resolution: int, *, image_column: str | None = None,
+                 resize_filter: str = "box", jpeg_quality: int | None = None,
+                 seed: int = 0, shuffle_buffer: int = 1000) -> None:
+        import datasets
+
+        self.column = find_image_column(dataset.features, image_column)
+        if dataset.features is not None and isinstance(dataset.features[self.column],
+                                                       datasets.Image):
+            dataset = dataset.cast_column(self.column, datasets.Image(decode=False))
+        self.dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer) \
+            if shuffle_buffer else dataset
+        self.resolution = resolution
+        self.resize_filter = resize_filter
+        self.jpeg_quality = jpeg_quality
+        self._counter = _SkipCounter()
+        self.epoch = 0
+
+    @property
+    def skipped(self) -> int:
+        """How many unreadable images were met (in this process)."""
+        return self._counter.skipped
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle the stream for ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        while True:
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.epoch)
+            produced = 0
+            for row in self.dataset:
+                value = row[self.column]
+                try:
+                    image = _open(value)
+                    yield preprocess_image(image, self.resolution,
+                                           resize_filter=self.resize_filter,
+                                           jpeg_quality=self.jpeg_quality)
+                    produced += 1
+                except Exception as exc:
+                    self._counter.skip(_describe(value), exc)
+            if produced == 0:
+                raise RuntimeError("the streamed dataset yielded no readable image")
+            self.epoch += 1
+
+
+def digits_dataset(resolution: int = 32):
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 gray levels) as a ``datasets.Dataset``
+    of RGB PIL images upsampled to ``resolution`` (bicubic): a real dataset that ships inside a
+    pip package, for fully offline training."""
+    import datasets
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = []
+    for arr in digits.images:
+        gray = (255 - arr * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # dark ink on white
+        img = Image.fromarray(gray, mode="L").resize((resolution, resolution),
+                                                     Image.Resampling.BICUBIC)
+        images.append(img.convert("RGB"))
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    return datasets.Dataset.from_dict(
+        {"image": images, "label": [int(t) for t in digits.target]}, features=features)

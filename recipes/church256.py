@@ -1,0 +1,27 @@
+"""PixelFolder-256 on LSUN Church with the authors' hyper-parameters (see ffhq256.py).
+
+Default dataset: ``tglcourse/lsun_church_train`` on the Hugging Face Hub (119,915 LSUN Church
+outdoor training images, column ``image``); images are resized (box filter) and center-cropped
+to 256x256.
+
+    accelerate launch recipes/church256.py --output-dir runs/church256
+"""
+
+from pixelfold.training import TrainConfig, parse_args, train
+
+DEFAULTS = TrainConfig(
+    output_dir="outputs/church256",
+    dataset="tglcourse/lsun_church_train",
+    image_column="image",
+    resolution=256,
+    preset="pixelfolder-256",
+    batch_size=8,
+    kimg=25_000,
+    r1_gamma=10.0,
+    jpeg_quality=85,
+    checkpointing_steps=5000,
+    sample_every=1000,
+)
+
+if __name__ == "__main__":
+    train(parse_args(defaults=DEFAULTS, description=__doc__.splitlines()[0]))

@@ -1,0 +1,27 @@
+"""PixelFolder-1024 on FFHQ at 1024x1024 with the authors' hyper-parameters (see ffhq256.py).
+
+Default dataset: the local folder ``data/ffhq/images1024x1024`` that NVlabs' ffhq-dataset
+download script creates (70,000 PNGs); ``--dataset`` takes any image folder or Hub id.
+
+    accelerate launch recipes/ffhq1024.py --dataset /data/ffhq/images1024x1024
+"""
+
+from pixelfold.training import TrainConfig, parse_args, train
+
+DEFAULTS = TrainConfig(
+    output_dir="outputs/ffhq1024",
+    dataset="data/ffhq/images1024x1024",
+    resolution=1024,
+    preset="pixelfolder-1024",
+    batch_size=4,
+    gradient_accumulation_steps=2,
+    kimg=25_000,
+    r1_gamma=10.0,
+    jpeg_quality=85,
+    checkpointing_steps=2500,
+    sample_every=1000,
+    num_samples=8,
+)
+
+if __name__ == "__main__":
+    train(parse_args(defaults=DEFAULTS, description=__doc__.splitlines()[0]))

@@ -1,0 +1,300 @@
+"""Training with Accelerate on CPU: data handling, a few real steps, exact resume, NaN stop,
+2-process runs and the recipes' defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixelfold.models import Generator
+from pixelfold.training import (
+    GANTrainer,
+    ImageDataset,
+    NonFiniteLossError,
+    TrainConfig,
+    load_image_dataset,
+    parse_args,
+    preprocess_image,
+)
+
+D_CHANNELS = {32: 16, 16: 32, 8: 32, 4: 32}
+
+
+@pytest.fixture(autouse=True)
+def _reset_accelerate():
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def _write_images(folder: Path, n: int = 12, size: int = 40) -> Path:
+    """An image folder with RGB, grayscale, RGBA, CMYK and palette images, one truncated and
+    one garbage file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    modes = ["RGB", "L", "RGBA", "CMYK", "P"]
+    for i in range(n):
+        arr = rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)
+        img = Image.fromarray(arr, "RGB")
+        mode = modes[i % len(modes)]
+        img = img.convert(mode) if mode != "P" else img.quantize(16)
+        ext = "jpg" if mode == "CMYK" else "png"
+        img.save(folder / f"img{i:03d}.{ext}")
+    good = (folder / "img000.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "garbage.png").write_bytes(b"this is not an image")
+    return folder
+
+
+def _config(tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(output_dir=str(tmp_path / "run"), dataset=str(tmp_path / "images"),
+                resolution=32, preset="pixelfolder-tiny-32", d_channels=D_CHANNELS,
+                batch_size=4, max_steps=4, checkpointing_steps=2, sample_every=2, log_every=1,
+                num_samples=4, ema_kimg=0.05, d_reg_interval=2, report_to="none",
+                progress_bar=False, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_preprocess_converts_modes_and_crops():
+    for mode in ["RGB", "L", "RGBA", "CMYK", "LA", "I;16"]:
+        img = Image.new(mode, (50, 30))
+        out = preprocess_image(img, 16)
+        assert out.shape == (3, 16, 16) and out.dtype == torch.float32
+    white = preprocess_image(Image.new("RGBA", (8, 8), (0, 0, 0, 0)), 8)
+    assert torch.allclose(white, torch.ones(3, 8, 8))  # transparent -> white background
+    gray = preprocess_image(Image.new("L", (8, 8), 0), 8)
+    assert torch.allclose(gray, -torch.ones(3, 8, 8))
+    with pytest.raises(ValueError, match="resize_filter must be one of"):
+        preprocess_image(Image.new("RGB", (8, 8)), 8, resize_filter="area")
+
+
+def test_center_crop_keeps_the_middle():
+    arr = np.zeros((10, 30, 3), dtype=np.uint8)
+    arr[:, 10:20] = 255
+    out = preprocess_image(Image.fromarray(arr), 10, resize_filter="nearest")
+    assert torch.allclose(out, torch.ones(3, 10, 10))
+
+
+def test_image_folder_skips_bad_files(tmp_path, caplog):
+    folder = _write_images(tmp_path / "images")
+    ds = load_image_dataset(folder)
+    data = ImageDataset(ds, 32)
+    with caplog.at_level("WARNING"):
+        images = [data[i] for i in range(len(data))]
+    assert len(images) == 14 and all(x.shape == (3, 32, 32) for x in images)
+    assert data.skipped == 2
+    assert sum("skipping unreadable image" in r.message for r in caplog.records) == 1
+
+
+def test_saved_dataset_folder_and_column_errors(tmp_path):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"picture": [Image.new("RGB", (8, 8))] * 3, "y": [0, 1, 2]},
+                                    features=datasets.Features({"picture": datasets.Image(),
+                                                                "y": datasets.Value("int64")}))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    loaded = load_image_dataset(tmp_path / "saved")
+    assert ImageDataset(loaded, 8).column == "picture"
+    with pytest.raises(ValueError, match=r"--image-column 'img' is not a column .*'picture'"):
+        ImageDataset(loaded, 8, image_column="img")
+    with pytest.raises(ValueError, match="has no image column"):
+        ImageDataset(loaded.remove_columns("picture"), 8)
+    with pytest.raises(FileNotFoundError, match="no such dataset folder"):
+        load_image_dataset(tmp_path / "missing" / "deeper")
+
+
+# ---------------------------------------------------------------- training
+
+
+def _tree(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_a_few_steps_write_everything(tmp_path):
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, d_reg_interval=1))
+    out = trainer.train()
+    run = tmp_path / "run"
+    assert out == run / "generator_ema"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2",
+                                                                       "checkpoint-4"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000002.png",
+                                                                   "step-0000004.png"]
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["kimg"] == pytest.approx(0.016)
+    assert state["skipped_images"] == 2
+    assert set(state["losses"]) >= {"loss/D", "loss/G", "loss/R1"}
+    G = Generator.from_pretrained(out)
+    ema = trainer.ema.module
+    for k, v in ema.state_dict().items():
+        assert torch.equal(G.state_dict()[k], v), k
+    assert not torch.equal(G.mapping.w_avg, torch.zeros_like(G.mapping.w_avg))  # tracked
+    # the EMA differs from the raw generator, which moved
+    assert any(not torch.equal(a, b) for a, b in zip(ema.state_dict().values(),
+                                                     trainer.G.state_dict().values(),
+                                                     strict=True))
+    assert Image.open(run / "samples" / "step-0000004.png").size == (2 * 32, 2 * 32)
+
+
+def test_checkpoint_rotation_keeps_the_last_k(tmp_path):
+    _write_images(tmp_path / "images")
+    GANTrainer(_config(tmp_path, max_steps=6, checkpointing_steps=1,
+                       checkpoints_total_limit=2)).train()
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["checkpoint-5", "checkpoint-6"]
+
+
+def test_resume_is_exact(tmp_path):
+    """Stopping at step 3 and resuming to step 6 gives bit-identical G, D and EMA weights to
+    an uninterrupted 6-step run with the same seed (data order, flips, latents, noise, R1)."""
+    _write_images(tmp_path / "images")
+    full = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "full"), max_steps=6,
+                              checkpointing_steps=3, style_mixing_prob=0.5))
+    full.train()
+    ref = (_tree(full.G), _tree(full.D), _tree(full.ema.module))
+
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    first = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=3,
+                               checkpointing_steps=3, style_mixing_prob=0.5))
+    first.train()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    second = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=6,
+                                checkpointing_steps=3, style_mixing_prob=0.5,
+                                resume_from_checkpoint="latest"))
+    assert second.state.step == 0
+    second.train()
+    assert second.state.step == 6
+    got = (_tree(second.G), _tree(second.D), _tree(second.ema.module))
+    for want, have in zip(ref, got, strict=True):
+        for k in want:
+            assert torch.equal(want[k], have[k]), k
+    state = json.loads((tmp_path / "split" / "trainer_state.json").read_text())
+    assert state["step"] == 6
+
+
+def test_resume_latest_without_checkpoints_starts_fresh(tmp_path):
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, max_steps=1, resume_from_checkpoint="latest"))
+    trainer.train()
+    assert trainer.state.step == 1
+    with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
+        trainer.resume(str(tmp_path / "nowhere"))
+
+
+def test_non_finite_loss_stops_without_a_corrupt_checkpoint(tmp_path, monkeypatch):
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, max_steps=6))
+    import pixelfold.training.trainer as trainer_module
+
+    real = trainer_module.generator_loss
+
+    def bad_after_two(logits):
+        loss = real(logits)
+        return loss * float("nan") if trainer.state.step >= 2 else loss
+
+    monkeypatch.setattr(trainer_module, "generator_loss", bad_after_two)
+    with pytest.raises(NonFiniteLossError, match="G loss is nan at step 2"):
+        trainer.train()
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts == ["checkpoint-2"]
+    G = Generator.from_pretrained(tmp_path / "run" / "generator_ema")
+    assert all(torch.isfinite(v).all() for v in G.state_dict().values())
+
+
+def test_mismatched_resolution_is_an_error(tmp_path):
+    _write_images(tmp_path / "images")
+    with pytest.raises(ValueError, match="makes 32x32 images but --resolution is 64"):
+        GANTrainer(_config(tmp_path, resolution=64))
+
+
+def _two_process_worker(root: str) -> None:
+    from accelerate import Accelerator
+
+    from pixelfold.training import GANTrainer, TrainConfig
+
+    acc = Accelerator(cpu=True)
+    cfg = TrainConfig(output_dir=os.path.join(root, "run"), dataset=os.path.join(root, "images"),
+                      resolution=32, preset="pixelfolder-tiny-32",
+                      d_channels={32: 16, 16: 32, 8: 32, 4: 32}, batch_size=2, max_steps=2,
+                      checkpointing_steps=2, sample_every=2, report_to="none",
+                      progress_bar=False, num_samples=4, d_reg_interval=1)
+    trainer = GANTrainer(cfg, accelerator=acc)
+    trainer.train()
+    G = trainer.G
+    digest = float(sum(p.double().sum() for p in G.parameters()))
+    Path(root, f"rank{acc.process_index}.json").write_text(json.dumps(
+        {"rank": acc.process_index, "world": acc.num_processes, "digest": digest,
+         "nimg": trainer.state.nimg}))
+
+
+def test_two_processes_train_together(tmp_path):
+    """A real 2-process gloo run: both ranks take part, see world size 2, count 2x the
+    images, and end with identical (synchronized) weights."""
+    from accelerate import debug_launcher
+
+    _write_images(tmp_path / "images")
+    debug_launcher(_two_process_worker, args=(str(tmp_path),), num_processes=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["nimg"] == ranks[1]["nimg"] == 2 * 2 * 2
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert (tmp_path / "run" / "generator_ema" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- recipes and CLI
+
+
+def _recipe_defaults(name: str) -> TrainConfig:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DEFAULTS
+
+
+def test_ffhq_recipe_defaults_are_the_authors():
+    d = _recipe_defaults("ffhq256")
+    assert d.preset == "pixelfolder-256" and d.resolution == 256
+    assert (d.lr, d.betas, d.r1_gamma, d.d_reg_interval) == (0.002, (0.0, 0.99), 10.0, 16)
+    assert (d.pl_weight, d.style_mixing_prob, d.ema_kimg) == (0.0, 0.0, 10.0)
+    assert d.batch_size * 8 == 64 and d.hflip and d.jpeg_quality == 85
+    from pixelfold.training import lazy_adam_params
+
+    lr, betas = lazy_adam_params(d.lr, d.betas, d.d_reg_interval)
+    assert lr == pytest.approx(0.002 * 16 / 17) and betas[1] == pytest.approx(0.99 ** (16 / 17))
+    lr, betas = lazy_adam_params(d.lr, d.betas, d.g_reg_interval)
+    assert lr == pytest.approx(0.0016) and betas[1] == pytest.approx(0.99 ** 0.8)
+    for name in ("church256", "ffhq1024", "quickstart"):
+        assert isinstance(_recipe_defaults(name), TrainConfig)
+
+
+def test_parse_args_and_errors(capsys):
+    cfg = parse_args(["--batch-size", "2", "--d-channels", "32:8,16:8,8:8,4:8",
+                      "--no-hflip", "--mixed-precision", "bf16"])
+    assert cfg.batch_size == 2 and cfg.d_channels == {32: 8, 16: 8, 8: 8, 4: 8}
+    assert not cfg.hflip and cfg.mixed_precision == "bf16"
+    with pytest.raises(SystemExit):
+        parse_args(["--resolution", "100"])
+    assert "resolution must be a power of two, got 100" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--d-channels", "32-8"])
