@@ -158,36 +158,39 @@ def test_checkpoint_rotation_keeps_the_last_k(tmp_path):
     assert names == ["checkpoint-5", "checkpoint-6"]
 
 
-def test_resume_is_exact(tmp_path):
-    """Stopping at step 3 and resuming to step 6 gives bit-identical G, D and EMA weights to
-    an uninterrupted 6-step run with the same seed (data order, flips, latents, noise, R1)."""
-    _write_images(tmp_path / "images")
-    full = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "full"), max_steps=6,
-                              checkpointing_steps=3, style_mixing_prob=0.5))
-    full.train()
-    ref = (_tree(full.G), _tree(full.D), _tree(full.ema.module))
-
+@pytest.mark.parametrize("stop", [2, 3])
+def test_resume_is_exact(tmp_path, stop):
+    """Stopping after ``stop`` steps and resuming to step 5 gives bit-identical G, D and EMA
+    weights to an uninterrupted 5-step run with the same seed: data order (mid-epoch with
+    stop=2, at an epoch boundary with stop=3: 3 batches per epoch), flips, latents, style
+    mixing, noise and lazy R1 all continue where they stopped."""
     from accelerate.state import AcceleratorState, GradientState
 
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    first = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=3,
-                               checkpointing_steps=3, style_mixing_prob=0.5))
-    first.train()
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    second = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=6,
-                                checkpointing_steps=3, style_mixing_prob=0.5,
-                                resume_from_checkpoint="latest"))
+    def reset():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    _write_images(tmp_path / "images")
+    common = dict(checkpointing_steps=stop, style_mixing_prob=0.5, d_reg_interval=2)
+    full = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "full"), max_steps=5,
+                              **common))
+    full.train()
+    ref = (_tree(full.G), _tree(full.D), _tree(full.ema.module))
+    reset()
+    GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=stop,
+                       **common)).train()
+    reset()
+    second = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=5,
+                                resume_from_checkpoint="latest", **common))
     assert second.state.step == 0
     second.train()
-    assert second.state.step == 6
+    assert second.state.step == 5
     got = (_tree(second.G), _tree(second.D), _tree(second.ema.module))
     for want, have in zip(ref, got, strict=True):
         for k in want:
             assert torch.equal(want[k], have[k]), k
     state = json.loads((tmp_path / "split" / "trainer_state.json").read_text())
-    assert state["step"] == 6
+    assert state["step"] == 5 and state["kimg"] == pytest.approx(0.02)
 
 
 def test_resume_latest_without_checkpoints_starts_fresh(tmp_path):
@@ -225,35 +228,33 @@ def test_mismatched_resolution_is_an_error(tmp_path):
         GANTrainer(_config(tmp_path, resolution=64))
 
 
-def _two_process_worker(root: str) -> None:
-    from accelerate import Accelerator
+def _free_port() -> int:
+    import socket
 
-    from pixelfold.training import GANTrainer, TrainConfig
-
-    acc = Accelerator(cpu=True)
-    cfg = TrainConfig(output_dir=os.path.join(root, "run"), dataset=os.path.join(root, "images"),
-                      resolution=32, preset="pixelfolder-tiny-32",
-                      d_channels={32: 16, 16: 32, 8: 32, 4: 32}, batch_size=2, max_steps=2,
-                      checkpointing_steps=2, sample_every=2, report_to="none",
-                      progress_bar=False, num_samples=4, d_reg_interval=1)
-    trainer = GANTrainer(cfg, accelerator=acc)
-    trainer.train()
-    G = trainer.G
-    digest = float(sum(p.double().sum() for p in G.parameters()))
-    Path(root, f"rank{acc.process_index}.json").write_text(json.dumps(
-        {"rank": acc.process_index, "world": acc.num_processes, "digest": digest,
-         "nimg": trainer.state.nimg}))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_two_processes_train_together(tmp_path):
-    """A real 2-process gloo run: both ranks take part, see world size 2, count 2x the
-    images, and end with identical (synchronized) weights."""
-    from accelerate import debug_launcher
+    """A real 2-process gloo run through `accelerate launch`: both ranks take part, see world
+    size 2, count 2x the images, and end with identical (synchronized) weights. (Plain
+    `--cpu --num_processes 2` would silently run one process.)"""
+    import subprocess
+    import sys
 
     _write_images(tmp_path / "images")
-    debug_launcher(_two_process_worker, args=(str(tmp_path),), num_processes=2)
+    worker = Path(__file__).with_name("two_process_worker.py")
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(worker), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
+    assert all("MULTI_CPU" in r["distributed_type"] for r in ranks)
     assert ranks[0]["nimg"] == ranks[1]["nimg"] == 2 * 2 * 2
     assert ranks[0]["digest"] == ranks[1]["digest"]
     assert (tmp_path / "run" / "generator_ema" / "model.safetensors").is_file()

@@ -139,7 +139,7 @@ class TrainConfig:
         return data
 
     def to_json(self) -> str:
-        """JSON text of [`to_dict`][pixelfold.training.TrainConfig.to_dict]."""
+        """JSON text of [`to_dict`][pixelfold.training.config.TrainConfig.to_dict]."""
         return json.dumps(self.to_dict(), indent=2)
 
 

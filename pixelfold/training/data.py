@@ -52,7 +52,7 @@ def load_image_dataset(
     split: str = "train",
     streaming: bool = False,
     cache_dir: str | None = None,
-):
+) -> Any:
     """Open an image dataset.
 
     Args:
@@ -64,7 +64,7 @@ def load_image_dataset(
         cache_dir: datasets cache folder.
 
     Returns:
-        A ``datasets.Dataset`` (or ``IterableDataset`` when streaming).
+        The split as a ``datasets.Dataset`` (an ``IterableDataset`` when streaming).
     """
     import datasets
 

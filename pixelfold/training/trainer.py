@@ -77,7 +77,7 @@ class TrainerState:
                 "last_losses": dict(self.last_losses)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from [`state_dict`][pixelfold.training.TrainerState.state_dict]."""
+        """Restore from [`state_dict`][pixelfold.training.trainer.TrainerState.state_dict]."""
         for key, value in state.items():
             setattr(self, key, value)
 
@@ -195,9 +195,12 @@ class GANTrainer:
             ds = ImageDataset(dataset, c.resolution, image_column=c.image_column,
                               resize_filter=c.resize_filter, jpeg_quality=c.jpeg_quality)
             shuffle = True
+        # a generator of its own: creating a dataloader iterator must not draw from the global
+        # RNG (which drives the noise inputs), or resuming mid-run would shift the noise
         self.loader = torch.utils.data.DataLoader(
             ds, batch_size=c.batch_size, shuffle=shuffle, drop_last=True,
-            num_workers=c.num_workers, persistent_workers=c.num_workers > 0)
+            num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
+            generator=torch.Generator().manual_seed(c.seed))
         if not isinstance(ds, IterableImageDataset) and len(ds) < c.batch_size:
             raise ValueError(f"the dataset has {len(ds)} images, fewer than one batch "
                              f"({c.batch_size})")
