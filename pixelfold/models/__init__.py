@@ -13,6 +13,7 @@ from .generator import (
     SynthesisStage,
     style_mix,
 )
+from .loading import load_generator
 from .pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedMixin, atomic_directory
 from .spec import GeneratorSpec, StageSpec
 
@@ -30,6 +31,7 @@ __all__ = [
     "SynthesisNetwork",
     "SynthesisStage",
     "atomic_directory",
+    "load_generator",
     "presets",
     "style_mix",
 ]
