@@ -299,3 +299,36 @@ def test_parse_args_and_errors(capsys):
     assert "resolution must be a power of two, got 100" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["--d-channels", "32-8"])
+
+
+def test_bf16_gradient_accumulation_and_tensorboard(tmp_path):
+    """bf16 autocast on CPU, 2 micro-batches per step, TensorBoard logs with scalars."""
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, mixed_precision="bf16", batch_size=2,
+                                 gradient_accumulation_steps=2, max_steps=2,
+                                 report_to="tensorboard", d_reg_interval=1))
+    trainer.train()
+    assert trainer.batch_total == 4 and trainer.state.nimg == 8
+    assert all(np.isfinite(v) for v in trainer.state.last_losses.values())
+    events = list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"loss/D", "loss/G", "loss/R1", "kimg", "lr/G", "lr/D"} <= tags
+    assert "samples" in acc.Tags()["images"]
+
+
+def test_streaming_dataset(tmp_path):
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (36, 36), (i * 20, 0, 0)) for i in range(6)]},
+        features=datasets.Features({"image": datasets.Image()}))
+    trainer = GANTrainer(_config(tmp_path, batch_size=2, max_steps=4, streaming=True),
+                         dataset=ds.to_iterable_dataset())
+    trainer.train()
+    assert trainer.state.step == 4
+    assert (tmp_path / "run" / "generator_ema" / "config.json").is_file()

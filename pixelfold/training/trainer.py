@@ -152,6 +152,7 @@ class GANTrainer:
         self.G, self.D = self._build_models()
         self.ema = EMA(self.G)
         self.state = TrainerState()
+        self._iter: Any = None
         self.data = self._build_data(dataset)
         self._build_optimizers()
         self.latent_gen = torch.Generator().manual_seed(
@@ -440,6 +441,7 @@ class GANTrainer:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
             return False
         self.accelerator.load_state(str(path))
+        self._iter = None  # the data position comes from the loaded state
         if self.state.latent_rng is not None:
             self.latent_gen.set_state(self.state.latent_rng)
         if self.state.aug_rng is not None:
@@ -455,7 +457,6 @@ class GANTrainer:
         """Run to ``total_steps``; returns the ``generator_ema`` folder."""
         c = self.config
         acc = self.accelerator
-        self._iter = None
         if c.resume_from_checkpoint:
             self.resume(c.resume_from_checkpoint)
         if acc.is_main_process:

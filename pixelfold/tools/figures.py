@@ -1,0 +1,316 @@
+"""Lay images out as figures and write them atomically: grids, labeled grids, strips, GIFs.
+
+Images come in as tensors in ``[-1, 1]`` (``(N, 3, H, W)``); figures are ``PIL.Image``\\ s.
+Every writer creates the parent folders and writes a temporary file next to the target, then
+renames it (``os.replace``), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .images import Crossover
+
+__all__ = [
+    "image_grid",
+    "mix_figure",
+    "save_gif",
+    "save_image",
+    "save_mp4",
+    "stages_figure",
+    "to_pil",
+]
+
+BACKGROUND = (255, 255, 255)
+TEXT = (0, 0, 0)
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(..., 3, H, W)`` in ``[-1, 1]`` -> ``(..., H, W, 3)`` uint8."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).numpy()
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """One image ``(3, H, W)`` in ``[-1, 1]`` as a PIL RGB image."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"to_pil expects one (3, H, W) image, got {tuple(image.shape)}")
+    return Image.fromarray(_to_uint8(image), "RGB")
+
+
+def image_grid(images: torch.Tensor, ncols: int | None = None) -> Image.Image:
+    """Images ``(N, 3, H, W)`` in ``[-1, 1]`` as one grid, row by row, without gaps.
+
+    Args:
+        images: the images.
+        ncols: images per row (default ``ceil(sqrt(N))``; ``N`` gives a one-row strip).
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise ValueError(f"image_grid expects (N, 3, H, W) images, got {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    canvas = np.full((nrows * h, ncols * w, 3), 0, dtype=np.uint8)
+    for i, img in enumerate(_to_uint8(images)):
+        r, c = divmod(i, ncols)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+    return Image.fromarray(canvas, "RGB")
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow without FreeType: fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_size(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> tuple[int, int]:
+    left, top, right, bottom = font.getbbox(text)
+    return int(right - left), int(bottom - top)
+
+
+def _fitting_font(texts: Sequence[str], max_width: int, size: int,
+                  min_size: int = 7) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The largest font up to ``size`` in which every text is at most ``max_width`` wide."""
+    while size > min_size and any(_text_size(_font(size), t)[0] > max_width for t in texts):
+        size -= 1
+    return _font(size)
+
+
+def _labeled_canvas(
+    cells: dict[tuple[int, int], np.ndarray],
+    shape: tuple[int, int],
+    cell_size: tuple[int, int],
+    *,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    headers: Sequence[tuple[int, int, str]] = (),
+    col_gaps: Sequence[int] = (),
+    row_gaps: Sequence[int] = (),
+) -> Image.Image:
+    """Place ``cells[(row, col)]`` (``H x W x 3`` uint8) on a white canvas of ``shape`` cells.
+
+    ``col_gaps`` / ``row_gaps``: indices of columns / rows preceded by a white gap.
+    ``row_labels`` go in a band on the left, ``col_labels`` in a band on top, ``headers``
+    ``(first_col, last_col, text)`` in a band above that, centered over their columns.
+    """
+    nrows, ncols = shape
+    h, w = cell_size
+    gap = max(2, min(h, w) // 16)
+    pad = max(2, h // 16)
+    base = int(np.clip(h // 6, 9, 28))
+    xs = np.cumsum([0] + [w + (gap if c + 1 in col_gaps else 0) for c in range(ncols)])
+    ys = np.cumsum([0] + [h + (gap if r + 1 in row_gaps else 0) for r in range(nrows)])
+
+    col_font = _fitting_font(col_labels or [], w - 2, base)
+    header_font = _fitting_font([t for _, _, t in headers],
+                                min((int(xs[b] - xs[a]) + w - 2 for a, b, _ in headers),
+                                    default=w), base)
+    row_font = _font(base)
+
+    def line(font) -> int:
+        return _text_size(font, "Ag0")[1] + 2 * pad
+
+    header_band = line(header_font) if headers else 0
+    col_band = line(col_font) if col_labels else 0
+    row_band = (max(_text_size(row_font, t)[0] for t in row_labels) + 2 * pad
+                if row_labels else 0)
+
+    x0, y0 = row_band, header_band + col_band
+    width, height = x0 + int(xs[-1]), y0 + int(ys[-1])
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    for (r, c), img in cells.items():
+        canvas.paste(Image.fromarray(img, "RGB"), (x0 + int(xs[c]), y0 + int(ys[r])))
+
+    draw = ImageDraw.Draw(canvas)
+
+    def centered(text: str, font, cx: float, cy: float) -> None:
+        draw.text((cx, cy), text, fill=TEXT, font=font, anchor="mm")
+
+    for a, b, text in headers:
+        centered(text, header_font, x0 + (xs[a] + xs[b] + w) / 2, header_band / 2)
+    for c, text in enumerate(col_labels or []):
+        if text:
+            centered(text, col_font, x0 + xs[c] + w / 2, header_band + col_band / 2)
+    for r, text in enumerate(row_labels or []):
+        if text:
+            centered(text, row_font, row_band / 2, y0 + ys[r] + h / 2)
+    return canvas
+
+
+def mix_figure(rows: torch.Tensor, cols: torch.Tensor, mixed: torch.Tensor,
+               crossovers: Sequence[Crossover], *, row_seeds: Sequence[int] | None = None,
+               col_seeds: Sequence[int] | None = None, labels: bool = True) -> Image.Image:
+    """The style-mixing figure of
+    [`style_mix_images`][pixelfold.tools.style_mix_images]' outputs.
+
+    One block per crossover, side by side. In every block the first row holds the column
+    source images and each following row the row source's mixes with them; the row source
+    images make up the first column of the figure, left of all blocks (top-left corner empty)::
+
+                     stage 0: ws 0-4         stage 1: ws 4-8
+                     seed 10   seed 11       seed 10   seed 11
+                     [col 10]  [col 11]      [col 10]  [col 11]
+        seed 1  [row 1]  [mix]     [mix]         [mix]     [mix]
+        seed 2  [row 2]  [mix]     [mix]         [mix]     [mix]
+
+    A mix keeps the row latent's styles except the block's crossover indices, taken from the
+    column latent. White gaps separate the sources from the mixes and the blocks from one
+    another.
+
+    Args:
+        rows: row sources ``(R, 3, H, W)``.
+        cols: column sources ``(C, 3, H, W)``.
+        mixed: ``(K, R, C, 3, H, W)``.
+        crossovers: the ``K`` resolved crossovers (their labels head the blocks).
+        row_seeds: seeds of the rows, for the labels.
+        col_seeds: seeds of the columns, for the labels.
+        labels: draw the text labels (``False``: images and gaps only).
+    """
+    K, R, C = mixed.shape[:3]
+    if rows.shape[0] != R or cols.shape[0] != C or len(crossovers) != K:
+        raise ValueError(f"mix_figure: {rows.shape[0]} rows, {cols.shape[0]} columns and "
+                         f"{len(crossovers)} crossovers do not match mixed of shape "
+                         f"{tuple(mixed.shape)}")
+    h, w = rows.shape[-2:]
+    rows_u8, cols_u8, mixed_u8 = _to_uint8(rows), _to_uint8(cols), _to_uint8(mixed)
+    cells: dict[tuple[int, int], np.ndarray] = {}
+    for r in range(R):
+        cells[(r + 1, 0)] = rows_u8[r]
+    for k in range(K):
+        first = 1 + k * C
+        for c in range(C):
+            cells[(0, first + c)] = cols_u8[c]
+            for r in range(R):
+                cells[(r + 1, first + c)] = mixed_u8[k, r, c]
+    col_gaps = [1 + k * C for k in range(K)]
+    kwargs = {}
+    if labels:
+        row_seeds = row_seeds if row_seeds is not None else range(R)
+        col_seeds = col_seeds if col_seeds is not None else range(C)
+        kwargs = dict(
+            row_labels=[""] + [f"seed {s}" for s in row_seeds],
+            col_labels=[""] + [f"seed {s}" for s in col_seeds] * K,
+            headers=[(1 + k * C, k * C + C, label) for k, (label, _) in enumerate(crossovers)],
+        )
+    return _labeled_canvas(cells, (R + 1, 1 + K * C), (h, w), col_gaps=col_gaps, row_gaps=[1],
+                           **kwargs)
+
+
+def stages_figure(stages: torch.Tensor, *, seeds: Sequence[int] | None = None,
+                  stage_resolutions: Sequence[tuple[int, int]] | None = None,
+                  labels: bool = True) -> Image.Image:
+    """Each stage's output side by side (the paper's Fig. 6): rows are seeds, columns stages.
+
+    Args:
+        stages: ``(N, S, 3, H, W)`` from [`stage_images`][pixelfold.tools.stage_images].
+        seeds: seeds of the rows, for the labels.
+        stage_resolutions: native resolution of each stage, for the column labels.
+        labels: draw ``seed N`` on the left and ``stage K (RxR)`` on top.
+    """
+    N, S, _, h, w = stages.shape
+    u8 = _to_uint8(stages)
+    cells = {(n, s): u8[n, s] for n in range(N) for s in range(S)}
+    kwargs = {}
+    if labels:
+        seeds = seeds if seeds is not None else range(N)
+        names = [f"stage {s}" + (f" ({stage_resolutions[s][0]}x{stage_resolutions[s][1]})"
+                                 if stage_resolutions else "") for s in range(S)]
+        kwargs = dict(row_labels=[f"seed {s}" for s in seeds],
+                      headers=[(s, s, name) for s, name in enumerate(names)])
+    return _labeled_canvas(cells, (N, S), (h, w), **kwargs)
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def _atomic(path: str | os.PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
+    """Write a PIL image or a ``(3, H, W)`` tensor in ``[-1, 1]`` atomically; the format
+    follows the suffix (``.png``, ``.jpg``, ...)."""
+    if isinstance(image, torch.Tensor):
+        image = to_pil(image)
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {path} from its suffix")
+    return _atomic(path, lambda tmp: image.save(tmp, format=fmt))
+
+
+def _frames(frames: Sequence[Image.Image] | torch.Tensor) -> list[Image.Image]:
+    if isinstance(frames, torch.Tensor):
+        frames = [to_pil(f) for f in frames]
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to write")
+    return frames
+
+
+def save_gif(frames: Sequence[Image.Image] | torch.Tensor, path: str | os.PathLike, *,
+             fps: float = 12.0, loop: bool = True) -> Path:
+    """Write an animated GIF atomically (Pillow, 256 colors per frame).
+
+    GIF stores frame times in hundredths of a second, so the rate is rounded to that.
+    Pillow merges consecutive identical frames into one longer frame.
+
+    Args:
+        frames: PIL images or ``(F, 3, H, W)`` in ``[-1, 1]``.
+        path: the ``.gif`` to write.
+        fps: frames per second.
+        loop: loop forever (else play once).
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    frames = _frames(frames)
+    duration = max(10, round(100 / fps) * 10)
+    kwargs = {"loop": 0} if loop else {}
+
+    def write(tmp: Path) -> None:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=duration, **kwargs)
+
+    return _atomic(path, write)
+
+
+def save_mp4(frames: Sequence[Image.Image] | torch.Tensor, path: str | os.PathLike, *,
+             fps: float = 12.0) -> Path:
+    """Write an H.264 MP4 atomically with ``imageio-ffmpeg`` (an optional package:
+    ``pip install imageio-ffmpeg``; it is not a dependency of pixelfold).
+
+    Raises:
+        ImportError: ``imageio_ffmpeg`` is not installed.
+    """
+    import imageio_ffmpeg
+
+    frames = _frames(frames)
+    size = frames[0].size
+
+    def write(tmp: Path) -> None:
+        writer = imageio_ffmpeg.write_frames(str(tmp), size, fps=fps, codec="libx264",
+                                             pix_fmt_out="yuv420p", macro_block_size=2)
+        writer.send(None)
+        try:
+            for frame in frames:
+                writer.send(np.ascontiguousarray(np.asarray(frame.convert("RGB"))))
+        finally:
+            writer.close()
+
+    return _atomic(path, write)

@@ -1,0 +1,267 @@
+"""Images from a generator: samples by seed, stage-wise style mixing, latent interpolation and
+per-stage outputs.
+
+Every function takes a [`Generator`][pixelfold.models.Generator], runs it under
+``torch.inference_mode`` on its own device and dtype, in batches of ``batch_size``, and returns
+float32 CPU tensors in ``[-1, 1]``. [`figures`][pixelfold.tools.figures] lays them out and
+writes them.
+
+>>> from pixelfold.models import Generator
+>>> G = Generator.from_preset("pixelfolder-tiny-32").eval()
+>>> generate_images(G, [0, 1, 2]).shape
+torch.Size([3, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..models import Generator, style_mix
+from .latents import lerp, seed_latents, slerp
+
+__all__ = [
+    "Crossover",
+    "generate_images",
+    "interpolation_frames",
+    "resolve_crossovers",
+    "stage_images",
+    "style_mix_images",
+]
+
+Crossover = tuple[str, range]
+"""A named set of ``ws`` indices taken from the column latent, e.g. ``("stage 1", range(4, 9))``."""
+
+
+def _batches(n: int, batch_size: int, progress: bool, desc: str) -> Iterator[slice]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    # tqdm shows the bar only when the loop lasts more than a second
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, delay=1.0,
+              leave=False) as bar:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            yield slice(start, stop)
+            bar.update(stop - start)
+
+
+def _param_dtype(G: Generator) -> torch.dtype:
+    return next(G.parameters()).dtype
+
+
+def _mapping(G: Generator, seeds: Sequence[int], truncation_psi: float) -> torch.Tensor:
+    z = seed_latents(seeds, G.z_dim).to(G.device, _param_dtype(G))
+    return G.mapping(z, truncation_psi=truncation_psi).clone()
+
+
+def _synthesize(G: Generator, ws: torch.Tensor, *, noise_mode: str, batch_size: int,
+                progress: bool, desc: str) -> torch.Tensor:
+    out = []
+    for sl in _batches(ws.shape[0], batch_size, progress, desc):
+        img = G.synthesis(ws[sl], noise_mode=noise_mode)
+        out.append(img.float().clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def generate_images(
+    G: Generator,
+    seeds: Sequence[int],
+    *,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> torch.Tensor:
+    """One image per seed, ``(len(seeds), 3, H, W)``.
+
+    Args:
+        G: the generator.
+        seeds: latent seeds (see [`seed_latents`][pixelfold.tools.seed_latents]).
+        truncation_psi: ``w_avg + psi (w - w_avg)``; 1 disables truncation.
+        noise_mode: ``"const"`` (the stored noise images: reproducible), ``"random"`` or
+            ``"none"``.
+        batch_size: images per forward pass.
+        progress: show a progress bar when it takes more than a second.
+    """
+    ws = _mapping(G, seeds, truncation_psi)
+    return _synthesize(G, ws, noise_mode=noise_mode, batch_size=batch_size,
+                       progress=progress, desc="generate")
+
+
+def resolve_crossovers(G: Generator, crossovers: Sequence[str | int]) -> list[Crossover]:
+    """Turn crossover names into ``ws`` index ranges.
+
+    Args:
+        G: the generator.
+        crossovers: each is ``"stage"`` (one crossover per stage, the indices of
+            [`style_ranges()`][pixelfold.models.SynthesisNetwork.style_ranges]), ``"stage:K"``
+            (stage ``K`` only) or an int ``c`` (StyleGAN's crossover point: ``ws[c:]``).
+
+    Raises:
+        ValueError: an unknown name, a stage or crossover point out of range.
+    """
+    ranges = G.synthesis.style_ranges()
+    n = G.num_ws
+    out: list[Crossover] = []
+    for c in crossovers:
+        text = str(c).strip()
+        if text == "stage":
+            out.extend((f"stage {i}: ws {r.start}-{r.stop - 1}", r) for i, r in enumerate(ranges))
+        elif text.startswith("stage:"):
+            k = text.split(":", 1)[1]
+            if not k.isdigit() or int(k) >= len(ranges):
+                raise ValueError(f"bad crossover {text!r}: this model has stages "
+                                 f"0-{len(ranges) - 1}")
+            r = ranges[int(k)]
+            out.append((f"stage {k}: ws {r.start}-{r.stop - 1}", r))
+        elif text.isdigit() or isinstance(c, int):
+            i = int(text)
+            if not 0 <= i < n:
+                raise ValueError(f"bad crossover {text!r}: a crossover point must be in "
+                                 f"[0, {n - 1}] (the model has {n} ws)")
+            out.append((f"ws {i}-{n - 1}", range(i, n)))
+        else:
+            raise ValueError(f"bad crossover {text!r}: expected 'stage', 'stage:K' or an "
+                             f"integer index into ws")
+    if not out:
+        raise ValueError("no crossover given")
+    return out
+
+
+@torch.inference_mode()
+def style_mix_images(
+    G: Generator,
+    row_seeds: Sequence[int],
+    col_seeds: Sequence[int],
+    crossovers: Sequence[str | int] = ("stage",),
+    *,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Crossover]]:
+    """Stage-wise style mixing (the PixelFolder paper's Fig. C).
+
+    Image ``mixed[k, r, c]`` takes the styles of row seed ``r`` everywhere except the indices
+    of crossover ``k``, which come from column seed ``c``.
+
+    Args:
+        G: the generator.
+        row_seeds: seeds of the latents that keep most styles.
+        col_seeds: seeds of the latents that give the crossover's styles.
+        crossovers: see [`resolve_crossovers`][pixelfold.tools.resolve_crossovers].
+        truncation_psi: truncation of both latents.
+        noise_mode: ``"const"``, ``"random"`` or ``"none"``.
+        batch_size: images per forward pass.
+        progress: show a progress bar when it takes more than a second.
+
+    Returns:
+        ``(row_images (R, 3, H, W), col_images (C, 3, H, W), mixed (K, R, C, 3, H, W),
+        crossovers)`` with the resolved crossovers as ``(label, range)``.
+    """
+    resolved = resolve_crossovers(G, crossovers)
+    ws_rows = _mapping(G, row_seeds, truncation_psi)
+    ws_cols = _mapping(G, col_seeds, truncation_psi)
+    R, C, K = len(row_seeds), len(col_seeds), len(resolved)
+    a = ws_rows[:, None].expand(-1, C, -1, -1).reshape(R * C, *ws_rows.shape[1:])
+    b = ws_cols[None].expand(R, -1, -1, -1).reshape(R * C, *ws_cols.shape[1:])
+    mixed_ws = torch.cat([style_mix(a, b, idx) for _, idx in resolved])
+    all_ws = torch.cat([ws_rows, ws_cols, mixed_ws])
+    images = _synthesize(G, all_ws, noise_mode=noise_mode, batch_size=batch_size,
+                         progress=progress, desc="mix")
+    rows, cols, mixed = images.split([R, C, K * R * C])
+    return rows, cols, mixed.reshape(K, R, C, *images.shape[1:]), resolved
+
+
+@torch.inference_mode()
+def interpolation_frames(
+    G: Generator,
+    seeds: Sequence[int],
+    steps: int,
+    *,
+    space: Literal["z", "w"] = "z",
+    method: Literal["lerp", "slerp"] | None = None,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Frames of a walk through the latents of ``seeds``, in order.
+
+    Each pair of consecutive seeds is joined by ``steps`` frames, both ends included; the
+    shared end frames are not repeated, so there are ``(len(seeds) - 1) * (steps - 1) + 1``
+    frames (``steps`` for two seeds).
+
+    Args:
+        G: the generator.
+        seeds: two or more key seeds.
+        steps: frames per pair of seeds, ends included (>= 2).
+        space: ``"z"`` interpolates the Gaussian latents (then maps them), ``"w"`` the mapped
+            (and truncated) latents.
+        method: ``"slerp"`` (default in z: follows the sphere where Gaussian latents live, see
+            [`slerp`][pixelfold.tools.slerp]) or ``"lerp"`` (default in w, the only method
+            there: w is not spherical).
+        truncation_psi: truncation of every frame.
+        noise_mode: ``"const"`` keeps the noise fixed across frames (smooth animations).
+        batch_size: images per forward pass.
+        progress: show a progress bar when it takes more than a second.
+
+    Returns:
+        ``(frames, 3, H, W)``.
+    """
+    if len(seeds) < 2:
+        raise ValueError(f"interpolation needs at least two seeds, got {list(seeds)}")
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 (both ends are frames), got {steps!r}")
+    if space not in ("z", "w"):
+        raise ValueError(f"space must be 'z' or 'w', got {space!r}")
+    method = method or ("slerp" if space == "z" else "lerp")
+    if method not in ("lerp", "slerp"):
+        raise ValueError(f"method must be 'lerp' or 'slerp', got {method!r}")
+    if space == "w" and method == "slerp":
+        raise ValueError("slerp is for z space (Gaussian latents); interpolate w with lerp")
+    interp = slerp if method == "slerp" else lerp
+    t = torch.linspace(0, 1, steps, dtype=torch.float64)
+    if space == "z":
+        keys = seed_latents(seeds, G.z_dim).double()
+    else:
+        keys = _mapping(G, seeds, truncation_psi)[:, 0].double().cpu()
+    path = [interp(keys[i][None], keys[i + 1][None], (t if i == 0 else t[1:])[:, None])
+            for i in range(len(seeds) - 1)]
+    points = torch.cat(path).to(G.device, _param_dtype(G))
+    if space == "z":
+        ws = G.mapping(points, truncation_psi=truncation_psi)
+    else:
+        ws = points[:, None].expand(-1, G.num_ws, -1)
+    return _synthesize(G, ws, noise_mode=noise_mode, batch_size=batch_size,
+                       progress=progress, desc="interpolate")
+
+
+@torch.inference_mode()
+def stage_images(
+    G: Generator,
+    seeds: Sequence[int],
+    *,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Each stage's RGB output (the paper's Fig. 6), upsampled (nearest) to the final size.
+
+    Returns:
+        ``(len(seeds), num_stages, 3, H, W)``; the last stage is the final image.
+    """
+    ws = _mapping(G, seeds, truncation_psi)
+    size = tuple(G.resolution)
+    out = []
+    for sl in _batches(ws.shape[0], batch_size, progress, "stages"):
+        _, rgbs = G.synthesis(ws[sl], noise_mode=noise_mode, return_stages=True)
+        out.append(torch.stack([F.interpolate(rgb.float(), size=size, mode="nearest")
+                                for rgb in rgbs], dim=1).clamp(-1, 1).cpu())
+    return torch.cat(out)

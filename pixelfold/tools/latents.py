@@ -1,0 +1,98 @@
+"""Seeds, latents and interpolation between them.
+
+A seed ``s`` names the latent ``torch.randn(1, z_dim, generator=torch.Generator().manual_seed(s))``,
+as NVlabs' scripts do, so ``seed 7`` is the same ``z`` on every machine and device.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["MAX_SEED", "lerp", "parse_seeds", "seed_latents", "slerp"]
+
+MAX_SEED = 2**32 - 1
+"""Largest seed accepted by [`parse_seeds`][pixelfold.tools.parse_seeds] (NVlabs' limit)."""
+
+_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse a seed list such as ``"0-15"``, ``"1,5,9"`` or ``"0-3,10"``.
+
+    Ranges are inclusive; order and repeats are kept.
+
+    Raises:
+        ValueError: empty text, a part that is not ``N`` or ``A-B``, ``B < A``, or a seed
+            above [`MAX_SEED`][pixelfold.tools.MAX_SEED].
+
+    Example:
+        >>> parse_seeds("0-3,10")
+        [0, 1, 2, 3, 10]
+    """
+    if not text.strip():
+        raise ValueError("empty seed list; expected e.g. '0-15', '1,5,9' or '0-3,10'")
+    seeds: list[int] = []
+    for part in text.split(","):
+        m = _ITEM.match(part.strip())
+        if m is None:
+            raise ValueError(f"bad seeds {text!r}: {part.strip()!r} is not N or A-B with "
+                             f"non-negative integers (e.g. '0-15', '1,5,9', '0-3,10')")
+        start = int(m.group(1))
+        stop = int(m.group(2)) if m.group(2) is not None else start
+        if stop < start:
+            raise ValueError(f"bad seeds {text!r}: range {part.strip()!r} ends before it starts")
+        if stop > MAX_SEED:
+            raise ValueError(f"bad seeds {text!r}: seeds must be <= {MAX_SEED}, got {stop}")
+        seeds.extend(range(start, stop + 1))
+    return seeds
+
+
+def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """The latents ``(len(seeds), z_dim)`` of ``seeds`` (float32, on the CPU).
+
+    Args:
+        seeds: integer seeds.
+        z_dim: latent width (``G.z_dim``).
+    """
+    if not seeds:
+        raise ValueError("seed_latents needs at least one seed")
+    return torch.cat([torch.randn(1, z_dim, generator=torch.Generator().manual_seed(int(s)))
+                      for s in seeds])
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """Linear interpolation ``a + t (b - a)``; ``t`` broadcasts against ``a``."""
+    return torch.lerp(a, b, torch.as_tensor(t, dtype=a.dtype, device=a.device))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float, *,
+          eps: float = 1e-7) -> torch.Tensor:
+    """Spherical interpolation along the last dimension.
+
+    The angle ``omega`` is measured between the *normalized* vectors; the weights
+    ``sin((1 - t) omega) / sin(omega)`` and ``sin(t omega) / sin(omega)`` are then applied to
+    ``a`` and ``b`` themselves, so the end points are exactly ``a`` and ``b`` and the norm stays
+    close to theirs on the way (a plain lerp between two Gaussian latents passes through
+    unlikely, short vectors). Nearly parallel vectors fall back to lerp.
+
+    Args:
+        a: start, ``(..., D)``.
+        b: end, same shape.
+        t: position(s) in ``[0, 1]``; a tensor broadcasts against ``a[..., :1]``.
+        eps: below this ``sin(omega)`` the vectors count as parallel.
+    """
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device)
+    if t.ndim and t.shape[-1] != 1:
+        t = t[..., None]
+    cos = (torch.nn.functional.normalize(a, dim=-1) * torch.nn.functional.normalize(b, dim=-1)
+           ).sum(-1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)
+    sin = torch.sin(omega)
+    parallel = sin.abs() < eps
+    safe = torch.where(parallel, torch.ones_like(sin), sin)
+    wa = torch.where(parallel, 1 - t, torch.sin((1 - t) * omega) / safe)
+    wb = torch.where(parallel, t, torch.sin(t * omega) / safe)
+    return wa * a + wb * b
