@@ -1,7 +1,13 @@
 """The ``pixelfold`` command line: one entry point with subcommands.
 
-``pixelfold convert IN.pt OUT_DIR`` turns an authors' checkpoint into a ``save_pretrained``
-folder. Bad input prints one line on stderr and exits with status 2 (no traceback).
+Subcommands are registered in [`COMMANDS`][pixelfold.cli.COMMANDS] by name, in the order
+``pixelfold --help`` lists them: a builder takes argparse's subparsers, adds its parser and sets
+``func`` (the function run with the parsed arguments, returning the exit status). To add one,
+decorate a builder with ``@command("name")``.
+
+Bad input (a missing folder, a bad seed list, an unknown preset, ...) prints one line
+``pixelfold COMMAND: error: ...`` on stderr and exits with status 2, without a traceback.
+The image work itself lives in [`pixelfold.tools`][pixelfold.tools], usable from Python.
 """
 
 from __future__ import annotations
@@ -9,20 +15,491 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .models import Generator
+
+__all__ = ["COMMANDS", "CLIError", "build_parser", "command", "main"]
 
 logger = logging.getLogger("pixelfold")
+
+PSI_RANGE = (-1.0, 2.0)
+"""Truncation values the CLI accepts (the Python API takes any float)."""
+
+MODEL_HELP = ("a preset name (randomly initialized, untrained weights; see "
+              "pixelfold.models.presets.names()) or a save_pretrained folder "
+              "(config.json + model.safetensors)")
 
 
 class CLIError(Exception):
     """An error reported to the user as one line, exit status 2."""
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
-    from pathlib import Path
+Builder = Callable[[Any], None]
+COMMANDS: dict[str, Builder] = {}
+"""Subcommand builders by name: ``builder(subparsers)`` adds the subcommand's parser."""
 
+
+def command(name: str) -> Callable[[Builder], Builder]:
+    """Decorator registering a subcommand builder under ``name``."""
+
+    def wrap(fn: Builder) -> Builder:
+        if name in COMMANDS:
+            raise ValueError(f"subcommand {name!r} is already registered")
+        COMMANDS[name] = fn
+        return fn
+
+    return wrap
+
+
+# ---------------------------------------------------------------------------------------------
+# shared arguments and checks
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+
+
+def _add_sampling(p: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
+    p.add_argument("--truncation", "--trunc", dest="truncation", type=float, default=1.0,
+                   metavar="PSI",
+                   help=f"truncation psi in [{PSI_RANGE[0]:g}, {PSI_RANGE[1]:g}]: "
+                        "w_avg + psi (w - w_avg); 1 disables it, 0 gives the average image "
+                        "(default: 1)")
+    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
+                   help="per-pixel noise: const (the stored noise images, reproducible), "
+                        "random (fresh each image) or none (default: const)")
+    p.add_argument("--batch-size", type=int, default=batch_size, metavar="N",
+                   help=f"images per forward pass (default: {batch_size})")
+    p.add_argument("--device", default=None,
+                   help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, "
+                        "else cpu)")
+
+
+def _seeds(text: str, flag: str) -> list[int]:
+    from .tools import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as exc:
+        raise CLIError(f"{flag}: {exc}") from None
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise CLIError(f"{flag} must be >= 1, got {value}")
+    return value
+
+
+def _check_psi(psi: float) -> float:
+    lo, hi = PSI_RANGE
+    if not lo <= psi <= hi:
+        raise CLIError(f"--truncation {psi:g} is out of range: psi must be in [{lo:g}, {hi:g}]")
+    return psi
+
+
+def _check_writable_parent(path: Path, flag: str) -> None:
+    """The first existing ancestor of ``path`` must be a writable folder."""
+    import os
+
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CLIError(f"{flag} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {path}: cannot write in {parent}")
+
+
+def _output_file(path: str, suffixes: Sequence[str], flag: str = "--out") -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise CLIError(f"{flag} {path}: expected a {' or '.join(suffixes)} file name")
+    if out.is_dir():
+        raise CLIError(f"{flag} {path} is a folder; expected a {' or '.join(suffixes)} file")
+    _check_writable_parent(out, flag)
+    return out
+
+
+def _output_dir(path: str, flag: str = "--out") -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{flag} {path} exists and is not a folder")
+    _check_writable_parent(out / "x", flag)
+    return out
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except RuntimeError as exc:  # imageio-ffmpeg without a usable ffmpeg binary
+        raise CLIError(f"cannot write {path}: {exc}") from None
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _load(args: argparse.Namespace) -> Generator:
+    """The generator named by ``args.model`` on ``args.device``, after checking the common
+    arguments (so that bad input fails before any model is built)."""
+    from .models import load_generator
+    from .tools import resolve_device
+
+    if hasattr(args, "truncation"):
+        _check_psi(args.truncation)
+    if hasattr(args, "batch_size"):
+        _positive(args.batch_size, "--batch-size")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(f"--device: {exc}") from None
+    try:
+        return load_generator(args.model, device=device)
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(truncation_psi=args.truncation, noise_mode=args.noise_mode,
+                batch_size=args.batch_size, progress=_progress())
+
+
+# ---------------------------------------------------------------------------------------------
+# generate
+
+GENERATE_DESCRIPTION = """\
+Generate one image per seed. The latent of seed s is
+torch.randn(1, z_dim, generator=torch.Generator().manual_seed(s)), as in NVlabs' scripts.
+
+Without --grid, OUT is a folder and gets seed0000.png, seed0001.png, ... (one per seed).
+With --grid, OUT is a .png file holding all images in a grid of ceil(sqrt(N)) columns, in
+seed order, row by row."""
+
+
+@command("generate")
+def _build_generate(sub: Any) -> None:
+    p = sub.add_parser("generate", help="images from seeds (one PNG each, or a grid)",
+                       description=GENERATE_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--seeds", required=True,
+                   help="seed list: '0-15', '1,5,9' or '0-3,10' (ranges inclusive)")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="folder for one PNG per seed, or a .png file with --grid")
+    p.add_argument("--grid", action="store_true", help="write one grid PNG instead")
+    _add_sampling(p)
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    seeds = _seeds(args.seeds, "--seeds")
+    if args.grid:
+        out = _output_file(args.out, [".png"])
+    else:
+        if Path(args.out).suffix.lower() == ".png":
+            raise CLIError(f"--out {args.out} looks like a file name: pass --grid for one grid "
+                           f"image, or a folder for one PNG per seed")
+        out = _output_dir(args.out)
+    G = _load(args)
+
+    from .tools import generate_images, image_grid, iter_images, save_image
+
+    with _writing(out):
+        if args.grid:
+            save_image(image_grid(generate_images(G, seeds, **_sampling_kwargs(args))), out)
+            print(f"wrote a grid of {len(seeds)} images to {out}")
+        else:  # one batch at a time: any number of seeds in constant memory
+            for batch_seeds, images in iter_images(G, seeds, **_sampling_kwargs(args)):
+                for seed, image in zip(batch_seeds, images, strict=True):
+                    save_image(image, out / f"seed{seed:04d}.png")
+            print(f"wrote {len(seeds)} images to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# mix
+
+MIX_DESCRIPTION = """\
+Stage-wise style mixing (the PixelFolder paper's Fig. C). Each mixed image keeps the styles
+(ws) of its row seed, except the crossover's styles, which come from its column seed.
+
+--crossover (repeatable, default: stage):
+  stage     one block per stage: the ws that stage reads (G.synthesis.style_ranges())
+  stage:K   stage K only
+  N         StyleGAN's crossover point: ws[N:] from the column seed
+
+Layout of OUT (one block per crossover, side by side, labeled on top):
+
+                  stage 0: ws 0-4          stage 1: ws 4-8
+                  seed 10   seed 11        seed 10   seed 11
+                  [col 10]  [col 11]       [col 10]  [col 11]
+  seed 1  [row 1] [mix]     [mix]          [mix]     [mix]
+  seed 2  [row 2] [mix]     [mix]          [mix]     [mix]
+
+The first column holds the row source images, the first row of each block the column
+source images; white gaps separate sources from mixes and blocks from each other.
+--no-labels leaves out the text."""
+
+
+@command("mix")
+def _build_mix(sub: Any) -> None:
+    p = sub.add_parser("mix", help="stage-wise style-mixing grid (paper Fig. C)",
+                       description=MIX_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--rows", required=True, help="seeds of the row latents, e.g. '1,2,3'")
+    p.add_argument("--cols", required=True, help="seeds of the column latents, e.g. '10,11'")
+    p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
+    p.add_argument("--crossover", action="append", default=None, metavar="stage|stage:K|N",
+                   help="what the column latent gives (repeatable; default: stage)")
+    p.add_argument("--no-labels", action="store_true", help="images only, no text")
+    _add_sampling(p)
+    p.set_defaults(func=_cmd_mix)
+
+
+def _cmd_mix(args: argparse.Namespace) -> int:
+    import re
+
+    rows = _seeds(args.rows, "--rows")
+    cols = _seeds(args.cols, "--cols")
+    out = _output_file(args.out, [".png"])
+    crossovers = args.crossover or ["stage"]
+    for c in crossovers:  # the syntax now, the ranges once the model is known
+        if not re.fullmatch(r"stage|stage:\d+|\d+", c.strip()):
+            raise CLIError(f"--crossover {c!r}: expected 'stage', 'stage:K' or an integer "
+                           f"index into ws")
+    G = _load(args)
+
+    from .tools import mix_figure, resolve_crossovers, save_image, style_mix_images
+
+    try:
+        resolve_crossovers(G, crossovers)
+    except ValueError as exc:
+        raise CLIError(f"--crossover: {exc}") from None
+    row_images, col_images, mixed, resolved = style_mix_images(G, rows, cols, crossovers,
+                                                               **_sampling_kwargs(args))
+    figure = mix_figure(row_images, col_images, mixed, resolved, row_seeds=rows,
+                        col_seeds=cols, labels=not args.no_labels)
+    with _writing(out):
+        save_image(figure, out)
+    print(f"wrote {len(rows)}x{len(cols)} mixes for {len(resolved)} crossovers "
+          f"({figure.width}x{figure.height}) to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# interpolate
+
+INTERPOLATE_DESCRIPTION = """\
+Walk through the latents of the seeds, in order: STEPS frames from each seed to the next,
+both ends included (STEPS frames for two seeds, (len(seeds) - 1) * (STEPS - 1) + 1 in all).
+
+--space z interpolates the Gaussian latents z and maps every frame (default method slerp:
+the angle between the two z sets the path, so it keeps their norm instead of cutting
+through the short vectors in between); --space w interpolates the mapped latents w
+(truncation applied) with lerp. Keep --noise-mode const (the default) for a smooth
+animation.
+
+Writes any of: a one-row PNG strip of all frames (--out), an animated GIF (--gif, Pillow)
+and an MP4 (--mp4, needs the optional imageio-ffmpeg package)."""
+
+
+@command("interpolate")
+def _build_interpolate(sub: Any) -> None:
+    p = sub.add_parser("interpolate", help="latent interpolation: PNG strip, GIF, MP4",
+                       description=INTERPOLATE_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--seeds", required=True, help="two or more key seeds, e.g. '0,7'")
+    p.add_argument("--steps", type=int, default=8,
+                   help="frames from one seed to the next, ends included (default: 8)")
+    p.add_argument("--space", choices=["z", "w"], default="z",
+                   help="interpolate z (then map) or w (default: z)")
+    p.add_argument("--method", choices=["lerp", "slerp"], default=None,
+                   help="default: slerp in z, lerp in w (slerp is only for z)")
+    p.add_argument("--out", metavar="PATH", help="a .png strip of all frames")
+    p.add_argument("--gif", metavar="PATH", help="an animated .gif")
+    p.add_argument("--mp4", metavar="PATH", help="an .mp4 (needs imageio-ffmpeg)")
+    p.add_argument("--fps", type=float, default=12.0,
+                   help="frames per second of the GIF / MP4 (default: 12)")
+    _add_sampling(p)
+    p.set_defaults(func=_cmd_interpolate)
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> int:
+    seeds = _seeds(args.seeds, "--seeds")
+    if len(seeds) < 2:
+        raise CLIError(f"--seeds {args.seeds}: interpolation needs at least two seeds")
+    if args.steps < 2:
+        raise CLIError(f"--steps must be >= 2 (both ends are frames), got {args.steps}")
+    if args.space == "w" and args.method == "slerp":
+        raise CLIError("--method slerp is for --space z (Gaussian latents); w uses lerp")
+    if not args.fps > 0:
+        raise CLIError(f"--fps must be > 0, got {args.fps:g}")
+    if not (args.out or args.gif or args.mp4):
+        raise CLIError("nothing to write: give --out STRIP.png, --gif ANIM.gif and/or "
+                       "--mp4 VIDEO.mp4")
+    strip = _output_file(args.out, [".png"]) if args.out else None
+    gif = _output_file(args.gif, [".gif"], "--gif") if args.gif else None
+    mp4 = _output_file(args.mp4, [".mp4"], "--mp4") if args.mp4 else None
+    if mp4 is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("imageio_ffmpeg") is None:
+            raise CLIError("--mp4 needs the optional imageio-ffmpeg package "
+                           "(pip install imageio-ffmpeg); --gif works without it")
+    G = _load(args)
+
+    from .tools import image_grid, interpolation_frames, save_gif, save_image, save_mp4
+
+    frames = interpolation_frames(G, seeds, args.steps, space=args.space, method=args.method,
+                                  **_sampling_kwargs(args))
+    for path, write in ((strip, lambda p: save_image(image_grid(frames, len(frames)), p)),
+                        (gif, lambda p: save_gif(frames, p, fps=args.fps)),
+                        (mp4, lambda p: save_mp4(frames, p, fps=args.fps))):
+        if path is not None:
+            with _writing(path):
+                write(path)
+            print(f"wrote {len(frames)} frames to {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# stages
+
+STAGES_DESCRIPTION = """\
+Each stage's RGB output side by side (the PixelFolder paper's Fig. 6): rows are seeds,
+columns are stages, the last column is the final image. Every stage output is upsampled
+(nearest) to the final resolution. Labels: 'seed N' on the left, 'stage K (RxR)' on top with
+the stage's native resolution (--no-labels leaves them out)."""
+
+
+@command("stages")
+def _build_stages(sub: Any) -> None:
+    p = sub.add_parser("stages", help="every stage's output side by side (paper Fig. 6)",
+                       description=STAGES_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--seeds", required=True, help="seed list, e.g. '0-3'")
+    p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
+    p.add_argument("--no-labels", action="store_true", help="images only, no text")
+    _add_sampling(p)
+    p.set_defaults(func=_cmd_stages)
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    seeds = _seeds(args.seeds, "--seeds")
+    out = _output_file(args.out, [".png"])
+    G = _load(args)
+
+    from .tools import save_image, stage_images, stages_figure
+
+    stages = stage_images(G, seeds, **_sampling_kwargs(args))
+    resolutions = [tuple(s.blocks[-1].output_resolution) for s in G.synthesis.stages]
+    figure = stages_figure(stages, seeds=seeds, stage_resolutions=resolutions,
+                           labels=not args.no_labels)
+    with _writing(out):
+        save_image(figure, out)
+    print(f"wrote {len(seeds)} seeds x {stages.shape[1]} stages to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# profile
+
+PROFILE_DESCRIPTION = """\
+Parameters (mapping / synthesis / total), GMACs per image (batch 1, counted on the meta
+device: instant), images per second (median of --iters timed forward passes G(z) under
+torch.inference_mode after --warmup untimed ones, synchronized on CUDA) and peak memory:
+
+  CUDA  torch.cuda.max_memory_allocated over the passes (weights + activations)
+  CPU   increase of the process's peak resident set size (VmHWM, reset before the passes)
+        over the resident set with the model loaded: activations and allocator buffers,
+        not the weights; on systems without /proc, the ru_maxrss increase (a lower bound)
+
+CPU timings suffer much from other busy processes (the threads wait for each other);
+--threads 1 is the most robust to them.
+
+--json prints the same as a JSON object (keys: model, device, dtype, batch_size, params,
+params_mapping, params_synthesis, gmacs, images_per_s, seconds_per_batch, warmup, iters,
+threads, peak_memory_mb, memory_measure)."""
+
+
+@command("profile")
+def _build_profile(sub: Any) -> None:
+    p = sub.add_parser("profile", help="parameters, GMACs, images/s and peak memory",
+                       description=PROFILE_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="images per timed pass (default: 1)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="weights and latents dtype (default: float32)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed passes first (default: 2)")
+    p.add_argument("--iters", type=int, default=5, help="timed passes (default: 5)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads while timing (default: torch's default)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_profile)
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    import json
+
+    from .tools import format_profile, profile_generator
+
+    _positive(args.batch_size, "--batch-size")
+    _positive(args.iters, "--iters")
+    if args.threads is not None:
+        _positive(args.threads, "--threads")
+    if args.warmup < 0:
+        raise CLIError(f"--warmup must be >= 0, got {args.warmup}")
+    try:
+        result = profile_generator(args.model, batch_size=args.batch_size, device=args.device,
+                                   dtype=args.dtype, warmup=args.warmup, iters=args.iters,
+                                   threads=args.threads)
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    print(json.dumps(result, indent=2) if args.json else format_profile(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# convert
+
+
+@command("convert")
+def _build_convert(sub: Any) -> None:
+    p = sub.add_parser("convert", help="convert an authors' PixelFolder checkpoint",
+                       description="Convert a checkpoint of the PixelFolder authors' code (.pt) "
+                                   "into a pixelfold save_pretrained folder (config.json + "
+                                   "model.safetensors).")
+    p.add_argument("input", help="the authors' .pt file")
+    p.add_argument("output_dir", help="folder to write")
+    p.add_argument("--preset", default=None,
+                   choices=["pixelfolder-256", "pixelfolder-512", "pixelfolder-1024"],
+                   help="model layout (default: inferred from the shapes)")
+    p.add_argument("--which", default="g_ema", choices=["g_ema", "g"],
+                   help="which generator of the checkpoint to convert (default: g_ema)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also read checkpoints holding pickled objects (trusted files only)")
+    p.add_argument("--w-avg-samples", type=int, default=10_000,
+                   help="random z used to estimate the average w for truncation")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import load_official
 
     src = Path(args.input)
@@ -43,45 +520,47 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# entry point
+
+EPILOG = """\
+MODEL is a preset name (randomly initialized weights, for trying things out) or a folder
+written by save_pretrained. Run 'pixelfold COMMAND --help' for the options of a command.
+Bad input exits with status 2 and one line on stderr."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pixelfold`` command."""
+    """The argument parser of the ``pixelfold`` command, with every registered subcommand."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="pixelfold",
         description="pixelfold: progressive pixel-regression generators (PixelFolder, CIPS).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--version", action="version", version=f"pixelfold {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("convert", help="convert an authors' PixelFolder checkpoint",
-                       description="Convert a checkpoint of the PixelFolder authors' code (.pt) "
-                                   "into a pixelfold save_pretrained folder (config.json + "
-                                   "model.safetensors).")
-    p.add_argument("input", help="the authors' .pt file")
-    p.add_argument("output_dir", help="folder to write")
-    p.add_argument("--preset", default=None,
-                   choices=["pixelfolder-256", "pixelfolder-512", "pixelfolder-1024"],
-                   help="model layout (default: inferred from the shapes)")
-    p.add_argument("--which", default="g_ema", choices=["g_ema", "g"],
-                   help="which generator of the checkpoint to convert (default: g_ema)")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="also read checkpoints holding pickled objects (trusted files only)")
-    p.add_argument("--w-avg-samples", type=int, default=10_000,
-                   help="random z used to estimate the average w for truncation")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
-    p.set_defaults(func=_cmd_convert)
+    for build in COMMANDS.values():
+        build(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and argparse's own usage errors
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except CLIError as exc:
-        print(f"pixelfold {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"pixelfold {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pixelfold {args.command}: interrupted", file=sys.stderr)

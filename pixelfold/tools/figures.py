@@ -28,6 +28,7 @@ __all__ = [
     "to_pil",
 ]
 
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
 
@@ -64,24 +65,51 @@ def image_grid(images: torch.Tensor, ncols: int | None = None) -> Image.Image:
     return Image.fromarray(canvas, "RGB")
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> Font:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, ImportError, OSError):  # Pillow without FreeType: fixed bitmap font
         return ImageFont.load_default()
 
 
-def _text_size(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> tuple[int, int]:
+def _text_size(font: Font, text: str) -> tuple[int, int]:
     left, top, right, bottom = font.getbbox(text)
     return int(right - left), int(bottom - top)
 
 
-def _fitting_font(texts: Sequence[str], max_width: int, size: int,
-                  min_size: int = 7) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """The largest font up to ``size`` in which every text is at most ``max_width`` wide."""
-    while size > min_size and any(_text_size(_font(size), t)[0] > max_width for t in texts):
-        size -= 1
-    return _font(size)
+def _wrap(text: str, font: Font, max_width: int) -> list[str]:
+    """Greedy word wrap of ``text`` into lines at most ``max_width`` wide (a single word
+    wider than that keeps a line of its own)."""
+    words = text.split()
+    lines = words[:1]
+    for word in words[1:]:
+        if _text_size(font, f"{lines[-1]} {word}")[0] <= max_width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _fit_labels(texts: Sequence[str], max_width: int, size: int,
+                min_size: int = 7) -> tuple[Font, list[list[str]]]:
+    """A font and the lines of every text such that every line is at most ``max_width`` wide:
+    one line each at the largest size down to 3/4 of ``size``, else word-wrapped into as few
+    lines as possible (2, then 3, then any) at the largest size that fits, else the smallest
+    size."""
+    one_line_min = max(min_size, (3 * size) // 4)
+    for s in range(size, one_line_min - 1, -1):
+        font = _font(s)
+        if all(_text_size(font, t)[0] <= max_width for t in texts):
+            return font, [[t] for t in texts]
+    for max_lines in (2, 3, None):
+        for s in range(size, min_size - 1, -1):
+            font = _font(s)
+            wrapped = [_wrap(t, font, max_width) for t in texts]
+            if all(_text_size(font, line)[0] <= max_width
+                   and (max_lines is None or len(lines) <= max_lines)
+                   for lines in wrapped for line in lines):
+                return font, wrapped
+    return font, wrapped
 
 
 def _labeled_canvas(
@@ -99,7 +127,8 @@ def _labeled_canvas(
 
     ``col_gaps`` / ``row_gaps``: indices of columns / rows preceded by a white gap.
     ``row_labels`` go in a band on the left, ``col_labels`` in a band on top, ``headers``
-    ``(first_col, last_col, text)`` in a band above that, centered over their columns.
+    ``(first_col, last_col, text)`` in a band above that, centered over their columns. Labels
+    shrink, then wrap, to fit the width of their columns.
     """
     nrows, ncols = shape
     h, w = cell_size
@@ -109,17 +138,19 @@ def _labeled_canvas(
     xs = np.cumsum([0] + [w + (gap if c + 1 in col_gaps else 0) for c in range(ncols)])
     ys = np.cumsum([0] + [h + (gap if r + 1 in row_gaps else 0) for r in range(nrows)])
 
-    col_font = _fitting_font(col_labels or [], w - 2, base)
-    header_font = _fitting_font([t for _, _, t in headers],
-                                min((int(xs[b] - xs[a]) + w - 2 for a, b, _ in headers),
-                                    default=w), base)
+    col_font, col_lines = _fit_labels(col_labels or [], w - 2, base)
+    header_width = min((int(xs[b] - xs[a]) + w - 2 for a, b, _ in headers), default=w)
+    header_font, header_lines = _fit_labels([t for _, _, t in headers], header_width, base)
     row_font = _font(base)
 
-    def line(font) -> int:
-        return _text_size(font, "Ag0")[1] + 2 * pad
+    def line_height(font: Font) -> int:
+        return _text_size(font, "Ag0")[1] + 2
 
-    header_band = line(header_font) if headers else 0
-    col_band = line(col_font) if col_labels else 0
+    def band(font: Font, lines: list[list[str]]) -> int:
+        return max((len(ls) for ls in lines), default=0) * line_height(font) + 2 * pad
+
+    header_band = band(header_font, header_lines) if headers else 0
+    col_band = band(col_font, col_lines) if col_labels else 0
     row_band = (max(_text_size(row_font, t)[0] for t in row_labels) + 2 * pad
                 if row_labels else 0)
 
@@ -131,17 +162,18 @@ def _labeled_canvas(
 
     draw = ImageDraw.Draw(canvas)
 
-    def centered(text: str, font, cx: float, cy: float) -> None:
-        draw.text((cx, cy), text, fill=TEXT, font=font, anchor="mm")
+    def centered(lines: list[str], font: Font, cx: float, cy: float) -> None:
+        step = line_height(font)
+        top = cy - step * (len(lines) - 1) / 2
+        for i, text in enumerate(lines):
+            draw.text((cx, top + i * step), text, fill=TEXT, font=font, anchor="mm")
 
-    for a, b, text in headers:
-        centered(text, header_font, x0 + (xs[a] + xs[b] + w) / 2, header_band / 2)
-    for c, text in enumerate(col_labels or []):
-        if text:
-            centered(text, col_font, x0 + xs[c] + w / 2, header_band + col_band / 2)
+    for (a, b, _), lines in zip(headers, header_lines, strict=True):
+        centered(lines, header_font, x0 + (xs[a] + xs[b] + w) / 2, header_band / 2)
+    for c, lines in enumerate(col_lines):
+        centered(lines, col_font, x0 + xs[c] + w / 2, header_band + col_band / 2)
     for r, text in enumerate(row_labels or []):
-        if text:
-            centered(text, row_font, row_band / 2, y0 + ys[r] + h / 2)
+        centered([text], row_font, row_band / 2, y0 + ys[r] + h / 2)
     return canvas
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Crossover",
     "generate_images",
     "interpolation_frames",
+    "iter_images",
     "resolve_crossovers",
     "stage_images",
     "style_mix_images",
@@ -67,7 +68,27 @@ def _synthesize(G: Generator, ws: torch.Tensor, *, noise_mode: str, batch_size: 
     return torch.cat(out)
 
 
-@torch.inference_mode()
+def iter_images(
+    G: Generator,
+    seeds: Sequence[int],
+    *,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Like [`generate_images`][pixelfold.tools.generate_images], one batch at a time:
+    yields ``(batch_seeds, images (len(batch_seeds), 3, H, W))``, so that any number of seeds
+    can be written out in constant memory. The progress bar counts images handed out.
+    """
+    seeds = list(seeds)
+    for sl in _batches(len(seeds), batch_size, progress, "generate"):
+        with torch.inference_mode():
+            ws = _mapping(G, seeds[sl], truncation_psi)
+            images = G.synthesis(ws, noise_mode=noise_mode).float().clamp(-1, 1).cpu()
+        yield seeds[sl], images
+
+
 def generate_images(
     G: Generator,
     seeds: Sequence[int],
@@ -88,9 +109,9 @@ def generate_images(
         batch_size: images per forward pass.
         progress: show a progress bar when it takes more than a second.
     """
-    ws = _mapping(G, seeds, truncation_psi)
-    return _synthesize(G, ws, noise_mode=noise_mode, batch_size=batch_size,
-                       progress=progress, desc="generate")
+    return torch.cat([images for _, images in iter_images(
+        G, seeds, truncation_psi=truncation_psi, noise_mode=noise_mode, batch_size=batch_size,
+        progress=progress)])
 
 
 def resolve_crossovers(G: Generator, crossovers: Sequence[str | int]) -> list[Crossover]:
@@ -124,7 +145,7 @@ def resolve_crossovers(G: Generator, crossovers: Sequence[str | int]) -> list[Cr
             if not 0 <= i < n:
                 raise ValueError(f"bad crossover {text!r}: a crossover point must be in "
                                  f"[0, {n - 1}] (the model has {n} ws)")
-            out.append((f"ws {i}-{n - 1}", range(i, n)))
+            out.append((f"crossover {i}: ws {i}-{n - 1}", range(i, n)))
         else:
             raise ValueError(f"bad crossover {text!r}: expected 'stage', 'stage:K' or an "
                              f"integer index into ws")

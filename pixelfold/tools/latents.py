@@ -72,27 +72,30 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float, *,
           eps: float = 1e-7) -> torch.Tensor:
     """Spherical interpolation along the last dimension.
 
-    The angle ``omega`` is measured between the *normalized* vectors; the weights
-    ``sin((1 - t) omega) / sin(omega)`` and ``sin(t omega) / sin(omega)`` are then applied to
-    ``a`` and ``b`` themselves, so the end points are exactly ``a`` and ``b`` and the norm stays
-    close to theirs on the way (a plain lerp between two Gaussian latents passes through
-    unlikely, short vectors). Nearly parallel vectors fall back to lerp.
+    The directions move along the great circle between ``a / |a|`` and ``b / |b|`` at a
+    constant angular speed (the angle ``omega`` between them, weights
+    ``sin((1 - t) omega) / sin(omega)`` and ``sin(t omega) / sin(omega)``) while the norm goes
+    linearly from ``|a|`` to ``|b|``; the end points are ``a`` and ``b``. Two Gaussian
+    latents of the same width have nearly the same norm, so the path stays where latents are
+    likely, where a plain lerp passes through vectors about ``1 / sqrt(2)`` as long. Nearly
+    parallel directions fall back to lerp.
 
     Args:
         a: start, ``(..., D)``.
         b: end, same shape.
         t: position(s) in ``[0, 1]``; a tensor broadcasts against ``a[..., :1]``.
-        eps: below this ``sin(omega)`` the vectors count as parallel.
+        eps: below this ``sin(omega)`` the directions count as parallel.
     """
     t = torch.as_tensor(t, dtype=a.dtype, device=a.device)
     if t.ndim and t.shape[-1] != 1:
         t = t[..., None]
-    cos = (torch.nn.functional.normalize(a, dim=-1) * torch.nn.functional.normalize(b, dim=-1)
-           ).sum(-1, keepdim=True).clamp(-1.0, 1.0)
-    omega = torch.arccos(cos)
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    ua, ub = a / na.clamp_min(1e-30), b / nb.clamp_min(1e-30)
+    omega = torch.arccos((ua * ub).sum(-1, keepdim=True).clamp(-1.0, 1.0))
     sin = torch.sin(omega)
     parallel = sin.abs() < eps
+    if bool(parallel.all()):
+        return torch.lerp(a, b, t)
     safe = torch.where(parallel, torch.ones_like(sin), sin)
-    wa = torch.where(parallel, 1 - t, torch.sin((1 - t) * omega) / safe)
-    wb = torch.where(parallel, t, torch.sin(t * omega) / safe)
-    return wa * a + wb * b
+    direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / safe
+    return torch.where(parallel, torch.lerp(a, b, t), direction * torch.lerp(na, nb, t))
