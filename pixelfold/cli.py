@@ -475,6 +475,103 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# eval
+
+EVAL_DESCRIPTION = """\
+Evaluate a generator against real images: FID, KID and precision/recall by default (--metrics),
+plus IS, PPL and FD-DINOv2 on request. REAL is a Hub dataset id, a local image folder, a folder
+written by save_to_disk, 'digits', or an .npz of precomputed statistics (FID/IS/FD only).
+
+Feature extractors are downloaded on first use when online; offline, pass the weights files
+(--inception-weights, --vgg16-weights, --lpips-weights, --dinov2-weights) or set
+PIXELFOLD_INCEPTION_WEIGHTS, PIXELFOLD_VGG16_WEIGHTS, PIXELFOLD_LPIPS_WEIGHTS,
+PIXELFOLD_DINOV2_WEIGHTS. The report lists the protocol with every number: image counts, resize
+filter, uint8 quantization by rounding, feature extractors and weights files, PPL space."""
+
+EVAL_METRICS = ("fid", "kid", "pr", "is", "ppl", "fd-dinov2")
+
+
+@command("eval")
+def _build_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="FID, KID, precision/recall, IS, PPL, FD-DINOv2",
+                       description=EVAL_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--real", default=None, metavar="REAL",
+                   help="real images or statistics (required unless only ppl is asked)")
+    p.add_argument("--metrics", default="fid,kid,pr",
+                   help=f"comma-separated, from {', '.join(EVAL_METRICS)} (default: fid,kid,pr)")
+    p.add_argument("--num-gen", type=int, default=50_000, help="generated images (default 50000)")
+    p.add_argument("--num-real", type=int, default=50_000,
+                   help="real images at most (default 50000)")
+    p.add_argument("--ppl-samples", type=int, default=50_000, help="PPL pairs (default 50000)")
+    p.add_argument("--ppl-space", choices=["z", "w"], default="z", help="PPL space (default z)")
+    p.add_argument("--resize-filter", default="box",
+                   choices=["box", "bilinear", "bicubic", "lanczos", "nearest"],
+                   help="filter resizing the real images to the generator's resolution")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+    for name in ("inception", "vgg16", "lpips", "dinov2"):
+        p.add_argument(f"--{name}-weights", default=None, metavar="PATH",
+                       help=f"local {name} weights file (offline use)")
+    p.add_argument("--json-out", default=None, metavar="PATH", help="also write the report as JSON")
+    _add_sampling(p, batch_size=64)
+    p.set_defaults(func=_cmd_eval, noise_mode="random")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from . import metrics
+
+    wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    bad = [m for m in wanted if m not in EVAL_METRICS]
+    if bad or not wanted:
+        raise CLIError(f"--metrics {args.metrics!r}: choose from {', '.join(EVAL_METRICS)}")
+    for flag in ("num_gen", "num_real", "ppl_samples"):
+        _positive(getattr(args, flag), "--" + flag.replace("_", "-"))
+    needs_real = any(m != "ppl" for m in wanted)
+    if needs_real and args.real is None:
+        raise CLIError("--real is required for " + ", ".join(m for m in wanted if m != "ppl"))
+    json_out = _output_file(args.json_out, (".json",), "--json-out") if args.json_out else None
+    G = _load(args)
+    device = next(G.parameters()).device
+    common = dict(batch_size=args.batch_size, device=device, seed=args.seed,
+                  truncation_psi=args.truncation, progress=_progress())
+    report = None
+    try:
+        if any(m in wanted for m in ("fid", "kid", "pr", "is")):
+            report = metrics.compute_metrics(
+                G, args.real, fid="fid" in wanted, kid="kid" in wanted, prc="pr" in wanted,
+                isc="is" in wanted, num_gen=args.num_gen, num_real=args.num_real,
+                inception_weights=args.inception_weights, vgg16_weights=args.vgg16_weights,
+                noise_mode=args.noise_mode, resize_filter=args.resize_filter, **common)
+        if "fd-dinov2" in wanted:
+            part = metrics.compute_fd_dinov2(
+                G, args.real, num_gen=args.num_gen, num_real=args.num_real,
+                dinov2_weights=args.dinov2_weights, noise_mode=args.noise_mode,
+                resize_filter=args.resize_filter, **common)
+            report = part if report is None else report.merge(part)
+        if "ppl" in wanted:
+            part = metrics.compute_ppl(G, space=args.ppl_space, num_samples=args.ppl_samples,
+                                       lpips_weights=args.lpips_weights,
+                                       vgg16_weights=args.vgg16_weights, **common)
+            report = part if report is None else report.merge(part)
+    except metrics.MissingWeightsError as exc:
+        raise CLIError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    assert report is not None
+    print(report)
+    if json_out is not None:
+        import os
+
+        with _writing(json_out):
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = json_out.with_name(f".{json_out.name}.tmp")
+            tmp.write_text(report.to_json() + "\n")
+            os.replace(tmp, json_out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # convert
 
 

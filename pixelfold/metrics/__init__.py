@@ -1,8 +1,57 @@
 """Evaluation and efficiency metrics.
 
-``from pixelfold.metrics import count_params, count_macs, profile_table``.
+``from pixelfold.metrics import count_params, count_macs, profile_table`` (efficiency) and
+``from pixelfold.metrics import compute_metrics, compute_ppl, compute_fd_dinov2`` (image
+quality: FID, KID, precision/recall, IS through torch-fidelity; PPL; FD-DINOv2).
 """
 
+from .fd_dinov2 import (
+    DINOV2_MODEL,
+    DinoV2Features,
+    compute_dinov2_statistics,
+    compute_fd_dinov2,
+    load_dinov2,
+)
+from .fidelity import compute_inception_statistics, compute_metrics
+from .ppl import compute_ppl, lpips_vgg16, trim_percentiles
 from .profile import ModuleCost, count_macs, count_params, module_costs, profile_table
+from .report import MetricsReport
+from .sources import QUANTIZATION, GeneratorSource, RealImages, to_uint8
+from .statistics import (
+    FeatureStatistics,
+    feature_statistics,
+    frechet_distance,
+    load_statistics,
+    save_statistics,
+)
+from .weights import MissingWeightsError, resolve_weights
 
-__all__ = ["ModuleCost", "count_macs", "count_params", "module_costs", "profile_table"]
+__all__ = [
+    "DINOV2_MODEL",
+    "QUANTIZATION",
+    "DinoV2Features",
+    "FeatureStatistics",
+    "GeneratorSource",
+    "MetricsReport",
+    "MissingWeightsError",
+    "ModuleCost",
+    "RealImages",
+    "compute_dinov2_statistics",
+    "compute_fd_dinov2",
+    "compute_inception_statistics",
+    "compute_metrics",
+    "compute_ppl",
+    "count_macs",
+    "count_params",
+    "feature_statistics",
+    "frechet_distance",
+    "load_dinov2",
+    "load_statistics",
+    "lpips_vgg16",
+    "module_costs",
+    "profile_table",
+    "resolve_weights",
+    "save_statistics",
+    "to_uint8",
+    "trim_percentiles",
+]

@@ -1,0 +1,307 @@
+"""FD-DINOv2: the Fréchet distance in the feature space of DINOv2 (through timm).
+
+Stein et al. (NeurIPS 2023, "Exposing flaws of generative model evaluation metrics") found
+that Inception features, trained on ImageNet classification, reward ImageNet-like textures
+and agree poorly with human judgement of realism, while the self-supervised DINOv2 ViT-L/14
+gives a Fréchet distance that ranks models the way people do. FD-DINOv2 is therefore worth
+reporting next to FID, which stays the number to compare with published work.
+
+Protocol: images in uint8, resized to 224x224 (bicubic, antialiased), normalized with the
+network's mean and standard deviation (ImageNet's for DINOv2), features are the class token
+after the final norm (``timm.create_model(..., num_classes=0)``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .report import MetricsReport
+from .sources import (
+    GeneratorSource,
+    RealInput,
+    as_generator,
+    describe_real,
+    resolve_device,
+    resolve_real,
+)
+from .statistics import FeatureStatistics, StatisticsAccumulator, frechet_distance
+from .weights import DINOV2_WEIGHTS, MissingWeightsError, file_sha256, is_offline, local_weights
+
+__all__ = [
+    "DINOV2_MODEL",
+    "DinoV2Features",
+    "compute_dinov2_statistics",
+    "compute_fd_dinov2",
+    "load_dinov2",
+]
+
+DINOV2_MODEL = "vit_large_patch14_dinov2.lvd142m"
+"""timm name of the default feature extractor (DINOv2 ViT-L/14, as in Stein et al.)."""
+
+
+class DinoV2Features(nn.Module):
+    """uint8 images ``(B, 3, H, W)`` -> float32 features ``(B, D)`` of a timm model.
+
+    Args:
+        model: a timm model built with ``num_classes=0`` (its forward gives pooled features).
+        model_name: its timm name (recorded in reports and statistics).
+        image_size: side the images are resized to.
+    """
+
+    def __init__(self, model: nn.Module, model_name: str, image_size: int = 224) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.model_name = model_name
+        self.image_size = int(image_size)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        mean = cfg.get("mean", (0.485, 0.456, 0.406))
+        std = cfg.get("std", (0.229, 0.224, 0.225))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.weights = "random initialization"
+
+    @property
+    def feature_space(self) -> str:
+        """Name of the feature space, e.g. ``"timm:vit_large_patch14_dinov2.lvd142m@224"``."""
+        return f"timm:{self.model_name}@{self.image_size}"
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected uint8 images (B, 3, H, W), got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        x = images.to(self.mean.device, torch.float32) / 255
+        size = (self.image_size, self.image_size)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False,
+                              antialias=True).clamp_(0, 1)
+        return self.model((x - self.mean) / self.std).float()
+
+
+def _cached_on_hub(repo_id: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        try:
+            found = try_to_load_from_cache(repo_id, filename)
+        except Exception:
+            found = None
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def load_dinov2(model_name: str = DINOV2_MODEL, *, weights: str | os.PathLike | None = None,
+                image_size: int = 224) -> DinoV2Features:
+    """Build the FD-DINOv2 feature extractor.
+
+    Args:
+        model_name: timm model name (any ViT works; tests use a tiny random one).
+        weights: a local weights file for it (``.safetensors`` or ``.pth`` state dict; ``None``:
+            the environment variable ``PIXELFOLD_DINOV2_WEIGHTS``, else the Hugging Face Hub).
+        image_size: input side; the position embedding is resampled when it differs from the
+            model's (DINOv2 is published at 518).
+
+    Raises:
+        MissingWeightsError: no local file and the Hub download failed or is switched off.
+    """
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    if not timm.is_model(model_name):
+        raise ValueError(f"{model_name!r} is not a timm model name")
+    file = local_weights(DINOV2_WEIGHTS, weights)
+    cfg = get_pretrained_cfg(model_name)
+    kwargs: dict[str, Any] = {"pretrained": True, "num_classes": 0}
+    if cfg is not None and cfg.input_size[-1] != image_size:
+        kwargs["img_size"] = image_size
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if file is not None:
+        kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
+        model = timm.create_model(model_name, **kwargs)
+    else:
+        where = f"hf-hub:{hub_id}" if hub_id else model_name
+        if is_offline() and (hub_id is None or _cached_on_hub(hub_id) is None):
+            raise MissingWeightsError(
+                f"{DINOV2_WEIGHTS.title}: {model_name} ({where}) is not in the Hugging Face "
+                f"cache and downloads are off (HF_HUB_OFFLINE=1). Download the weights on a "
+                f"machine with internet, then {DINOV2_WEIGHTS.how_to_provide()}.")
+        try:
+            model = timm.create_model(model_name, **kwargs)
+        except Exception as exc:
+            raise MissingWeightsError(
+                f"{DINOV2_WEIGHTS.title}: {model_name} ({where}) could not be loaded "
+                f"({type(exc).__name__}: {exc}). Without internet, "
+                f"{DINOV2_WEIGHTS.how_to_provide()}.") from exc
+    extractor = DinoV2Features(model, model_name, image_size)
+    if file is not None:
+        extractor.weights = str(file)
+    elif hub_id is not None:
+        extractor.weights = _cached_on_hub(hub_id) or f"hf-hub:{hub_id}"
+    return extractor
+
+
+def _weights_entry(extractor: DinoV2Features) -> dict[str, str]:
+    entry = {"dinov2_weights": extractor.weights}
+    if Path(extractor.weights).is_file():
+        entry["dinov2_weights_sha256"] = file_sha256(extractor.weights)
+    return entry
+
+
+def _statistics(batches: Iterable[torch.Tensor], extractor: DinoV2Features, total: int,
+                desc: str, progress: bool) -> tuple[Any, Any]:
+    acc = StatisticsAccumulator()
+    with tqdm(total=total, desc=desc, unit="images", disable=not progress) as bar:
+        for images in batches:
+            acc.add(extractor(images))
+            bar.update(images.shape[0])
+    return acc.mu_sigma()
+
+
+def _loader(data: torch.utils.data.Dataset, batch_size: int,
+            device: torch.device) -> torch.utils.data.DataLoader:
+    n = len(data)  # type: ignore[arg-type]
+    workers = min(4, os.cpu_count() or 1) if n > 4 * batch_size else 0
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers,
+                                       pin_memory=device.type == "cuda")
+
+
+def _protocol(extractor: DinoV2Features) -> dict[str, Any]:
+    import timm
+
+    return {
+        "feature_extractor": f"{extractor.model_name} (timm {timm.__version__}), class token "
+                             f"after the final norm",
+        "image_size": f"{extractor.image_size}x{extractor.image_size}, bicubic (antialiased), "
+                      f"normalized with mean {tuple(extractor.mean.flatten().tolist())} and std "
+                      f"{tuple(extractor.std.flatten().tolist())}",
+        **_weights_entry(extractor),
+    }
+
+
+def compute_fd_dinov2(
+    generator: nn.Module | str | os.PathLike,
+    real: RealInput,
+    *,
+    num_gen: int = 50_000,
+    num_real: int = 50_000,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    dinov2_weights: str | os.PathLike | None = None,
+    model_name: str = DINOV2_MODEL,
+    image_size: int = 224,
+    seed: int = 0,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "random",
+    resize_filter: str = "box",
+    progress: bool = True,
+) -> MetricsReport:
+    """FD-DINOv2 of ``generator`` against ``real``.
+
+    The generated images are those that
+    [`compute_metrics`][pixelfold.metrics.fidelity.compute_metrics] sees for equal
+    ``num_gen``, ``batch_size``, ``seed``, ``truncation_psi`` and ``noise_mode``.
+
+    Args:
+        generator: a [`Generator`][pixelfold.models.Generator], a preset name, a
+            ``save_pretrained`` folder or a Hub id.
+        real: real images (as in [`compute_metrics`][pixelfold.metrics.fidelity.compute_metrics]) or
+            statistics from
+            [`compute_dinov2_statistics`][pixelfold.metrics.fd_dinov2.compute_dinov2_statistics]
+            (object or ``.npz`` path).
+        num_gen: number of generated images.
+        num_real: at most this many real images.
+        batch_size: images per batch.
+        device: where to run (``None``: CUDA when available).
+        dinov2_weights: local weights file (``None``: ``PIXELFOLD_DINOV2_WEIGHTS``, else the
+            Hugging Face Hub).
+        model_name: timm model name.
+        image_size: side the images are resized to.
+        seed: seed of the latents, noise and real subset.
+        truncation_psi: truncation (1: none).
+        noise_mode: ``"random"``, ``"const"`` or ``"none"``.
+        resize_filter: filter that resizes the real images to the generator's resolution.
+        progress: show progress bars.
+
+    Returns:
+        A [`MetricsReport`][pixelfold.metrics.report.MetricsReport] with ``fd_dinov2`` and
+        ``protocol["fd_dinov2"]``.
+    """
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    # the network first: offline without weights, fail before loading anything big
+    extractor = load_dinov2(model_name, weights=dinov2_weights, image_size=image_size).to(dev)
+    source = GeneratorSource(as_generator(generator), num_images=num_gen,
+                             batch_size=batch_size, seed=seed, truncation_psi=truncation_psi,
+                             noise_mode=noise_mode, device=dev)
+    real_data = resolve_real(real, source.resolution, max_images=num_real,
+                             resize_filter=resize_filter, seed=seed)
+    protocol: dict[str, Any] = source.describe()
+    if isinstance(real_data, FeatureStatistics):
+        if real_data.feature_extractor not in ("unknown", extractor.feature_space):
+            raise ValueError(f"the real statistics are in the {real_data.feature_extractor!r} "
+                             f"feature space, not {extractor.feature_space!r}")
+        stats_resolution = real_data.metadata.get("resolution")
+        if stats_resolution is not None and int(stats_resolution) != source.resolution:
+            raise ValueError(f"the real statistics were computed at {stats_resolution}, the "
+                             f"generator makes {source.resolution}x{source.resolution} images")
+        protocol["real_statistics"] = str(real) if not isinstance(real, FeatureStatistics) \
+            else "FeatureStatistics"
+        protocol["num_real"] = real_data.num_images
+        protocol["real_statistics_metadata"] = real_data.metadata
+        real_mu, real_sigma = real_data.mu, real_data.sigma
+    else:
+        protocol.update(describe_real(real_data))
+        protocol["real_resize_filter"] = resize_filter
+        real_mu, real_sigma = _statistics(
+            (b.to(dev) for b in _loader(real_data, batch_size, dev)), extractor,
+            len(real_data), "FD-DINOv2 real", progress)
+    protocol.update(_protocol(extractor))
+    gen_mu, gen_sigma = _statistics(source, extractor, len(source), "FD-DINOv2 generated",
+                                    progress)
+    value = frechet_distance(gen_mu, gen_sigma, real_mu, real_sigma)
+    protocol["device"] = str(dev)
+    protocol["seconds"] = round(time.perf_counter() - started, 2)
+    return MetricsReport(fd_dinov2=value, protocol={"fd_dinov2": protocol})
+
+
+def compute_dinov2_statistics(
+    real: RealInput,
+    *,
+    resolution: int,
+    num_real: int = 50_000,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    dinov2_weights: str | os.PathLike | None = None,
+    model_name: str = DINOV2_MODEL,
+    image_size: int = 224,
+    resize_filter: str = "box",
+    seed: int = 0,
+    progress: bool = True,
+) -> FeatureStatistics:
+    """DINOv2 statistics of real images, for
+    [`save_statistics`][pixelfold.metrics.statistics.save_statistics] and later
+    ``compute_fd_dinov2(G, "stats.npz")``. Arguments as in
+    [`compute_fd_dinov2`][pixelfold.metrics.fd_dinov2.compute_fd_dinov2]; ``resolution`` is the
+    generator's."""
+    dev = resolve_device(device)
+    extractor = load_dinov2(model_name, weights=dinov2_weights, image_size=image_size).to(dev)
+    data = resolve_real(real, resolution, max_images=num_real, resize_filter=resize_filter,
+                        seed=seed)
+    if isinstance(data, FeatureStatistics):
+        raise ValueError("compute_dinov2_statistics needs images, got statistics")
+    mu, sigma = _statistics((b.to(dev) for b in _loader(data, batch_size, dev)), extractor,
+                            len(data), "DINOv2 statistics", progress)
+    metadata = {**describe_real(data), "resolution": resolution,
+                "resize_filter": resize_filter, **_protocol(extractor)}
+    return FeatureStatistics(mu, sigma, num_images=len(data),
+                             feature_extractor=extractor.feature_space, metadata=metadata)

@@ -1,0 +1,329 @@
+"""Image sources for the metrics: generated images, real images and precomputed statistics.
+
+Every metric network here reads 8-bit RGB, so both sides are quantized the same way:
+generated images by [`to_uint8`][pixelfold.metrics.sources.to_uint8] (rounding), real images
+exactly as the training pipeline decodes them (RGB, shorter side resized, center crop), at the
+generator's resolution.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .statistics import FeatureStatistics, load_statistics
+
+__all__ = [
+    "QUANTIZATION",
+    "GeneratorSource",
+    "RealImages",
+    "RealInput",
+    "as_generator",
+    "describe_real",
+    "is_statistics",
+    "resolve_device",
+    "resolve_real",
+    "to_uint8",
+]
+
+QUANTIZATION = "uint8 by rounding: round((x + 1) * 127.5), clamped to [0, 255]"
+"""How generated images in ``[-1, 1]`` become 8-bit images (written into every report)."""
+
+RealInput = Any
+"""What ``real`` may be: a Hub dataset id, a local image folder, a ``save_to_disk`` folder,
+``"digits"``, a ``datasets.Dataset``, a [`RealImages`][pixelfold.metrics.sources.RealImages]
+(or any torch ``Dataset`` of ``(3, H, W)`` uint8 tensors), a
+[`FeatureStatistics`][pixelfold.metrics.statistics.FeatureStatistics] or the path of a
+statistics ``.npz``."""
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Quantize images in ``[-1, 1]`` to uint8 by rounding: ``round((x + 1) * 127.5)``,
+    clamped to ``[0, 255]`` (so -1 -> 0, 0 -> 128, 1 -> 255)."""
+    return ((images.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` picks CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_generator(generator: nn.Module | str | os.PathLike) -> nn.Module:
+    """A generator module from a module, a preset name, a ``save_pretrained`` folder or a Hub id
+    (with ``pixelfold.models.load_generator``)."""
+    if isinstance(generator, nn.Module):
+        return generator
+    from ..models import load_generator
+
+    return load_generator(generator)
+
+
+def _generator_name(generator: nn.Module) -> str:
+    spec = getattr(generator, "spec", None)
+    name = getattr(spec, "name", None)
+    return str(name) if name else type(generator).__name__
+
+
+def _generator_resolution(generator: nn.Module) -> int:
+    resolution = getattr(generator, "resolution", None)
+    if resolution is None:
+        raise ValueError(f"{type(generator).__name__} has no resolution attribute; the metrics "
+                         f"need it to resize the real images")
+    return int(resolution if not isinstance(resolution, (tuple, list)) else resolution[-1])
+
+
+class _Quantized(nn.Module):
+    """``z -> to_uint8(G(z))``: the generator as torch-fidelity sees it."""
+
+    def __init__(self, generator: nn.Module, truncation_psi: float, noise_mode: str) -> None:
+        super().__init__()
+        self.generator = generator
+        self.truncation_psi = truncation_psi
+        self.noise_mode = noise_mode
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        device = next(self.generator.parameters()).device
+        images = self.generator(z.to(device), truncation_psi=self.truncation_psi,
+                                noise_mode=self.noise_mode)
+        return to_uint8(images).to(z.device)
+
+
+def _cuda_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+class GeneratorSource:
+    """``num_images`` generated images, reproducible from ``seed``.
+
+    Latents are drawn exactly as torch-fidelity draws them for a generative input (a
+    ``numpy.random.RandomState(seed)`` stream of standard normals, consumed batch by batch), so
+    iterating over this object and handing ``fidelity_model()`` to torch-fidelity with
+    ``rng_seed=seed`` give the same images. The noise inputs of the
+    generator (``noise_mode="random"``) come from torch's generator, reseeded with ``seed`` by
+    [`seeded`][pixelfold.metrics.sources.GeneratorSource.seeded].
+
+    Args:
+        generator: a [`Generator`][pixelfold.models.Generator] (anything with ``z_dim``,
+            ``resolution`` and ``forward(z, truncation_psi=..., noise_mode=...)``).
+        num_images: how many images.
+        batch_size: images per generator call.
+        seed: seed of the latents and of the noise.
+        truncation_psi: truncation (1: none).
+        noise_mode: ``"random"``, ``"const"`` or ``"none"``.
+        device: where to run the generator (``None``: CUDA if available).
+    """
+
+    def __init__(self, generator: nn.Module, *, num_images: int, batch_size: int = 64,
+                 seed: int = 0, truncation_psi: float = 1.0, noise_mode: str = "random",
+                 device: str | torch.device | None = None) -> None:
+        from ..layers import check_noise_mode
+
+        if num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {num_images}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.generator = generator
+        self.num_images = int(num_images)
+        self.batch_size = min(int(batch_size), self.num_images)
+        self.seed = int(seed)
+        self.truncation_psi = float(truncation_psi)
+        self.noise_mode = check_noise_mode(noise_mode)
+        self.device = resolve_device(device)
+        self.z_dim = int(generator.z_dim)
+        self.resolution = _generator_resolution(generator)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def latents(self) -> Iterator[torch.Tensor]:
+        """The latent batches, on the CPU, in float32."""
+        rng = np.random.RandomState(self.seed)
+        for start in range(0, self.num_images, self.batch_size):
+            size = min(self.batch_size, self.num_images - start)
+            yield torch.from_numpy(rng.randn(size, self.z_dim)).float()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Move the generator to ``device`` in eval mode; put it back (device, mode) after."""
+        params = list(self.generator.parameters())
+        old_device = params[0].device if params else self.device
+        was_training = self.generator.training
+        self.generator.to(self.device).eval()
+        try:
+            yield
+        finally:
+            self.generator.to(old_device).train(was_training)
+
+    @contextmanager
+    def seeded(self) -> Iterator[None]:
+        """Reseed torch's generators with ``seed`` (restored after), so the generator's noise
+        is the same on every pass over the images."""
+        with torch.random.fork_rng(devices=_cuda_devices(self.device)):
+            torch.manual_seed(self.seed)
+            yield
+
+    def fidelity_model(self) -> Any:
+        """The generator as a ``torch_fidelity.GenerativeModelModuleWrapper`` that outputs
+        uint8 images (use with ``input1_model_num_samples=len(self)`` and ``rng_seed=seed``)."""
+        import torch_fidelity
+
+        module = _Quantized(self.generator, self.truncation_psi, self.noise_mode)
+        return torch_fidelity.GenerativeModelModuleWrapper(module, self.z_dim, "normal", 0)
+
+    @torch.no_grad()
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """uint8 image batches ``(B, 3, H, W)`` on ``device``."""
+        quantized = _Quantized(self.generator, self.truncation_psi, self.noise_mode)
+        with self.running(), self.seeded():
+            for z in self.latents():
+                yield quantized(z.to(self.device))
+
+    def describe(self) -> dict[str, Any]:
+        """The protocol of these images, for reports."""
+        return {
+            "generator": _generator_name(self.generator),
+            "resolution": self.resolution,
+            "num_generated": self.num_images,
+            "seed": self.seed,
+            "truncation_psi": self.truncation_psi,
+            "noise_mode": self.noise_mode,
+            "quantization": QUANTIZATION,
+        }
+
+
+@functools.lru_cache(maxsize=2)
+def _digits(resolution: int) -> Any:
+    """scikit-learn's digits as a dataset (built once per resolution: it takes seconds)."""
+    from ..training.data import digits_dataset
+
+    return digits_dataset(resolution)
+
+
+class RealImages(torch.utils.data.Dataset):
+    """Real images as ``(3, resolution, resolution)`` uint8 tensors.
+
+    Decoded like the training data (see
+    [`preprocess_image`][pixelfold.training.data.preprocess_image]: RGB, shorter side resized
+    with ``resize_filter``, center crop) and quantized back to uint8 (exactly: the training
+    pipeline's floats are ``uint8 / 127.5 - 1``). When the dataset has more than
+    ``max_images`` images, a random subset of ``max_images`` (drawn with ``seed``) is used.
+
+    Args:
+        dataset: a Hub id, a local image folder, a ``save_to_disk`` folder, ``"digits"``
+            (scikit-learn's digits, offline) or a ``datasets.Dataset``.
+        resolution: output side (the generator's resolution).
+        max_images: cap on the number of images (``None``: all).
+        resize_filter: ``"box"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos"`` or ``"nearest"``.
+        seed: seed of the subset.
+        split: dataset split.
+        image_column: image column (auto-detected when ``None``).
+    """
+
+    def __init__(self, dataset: Any, resolution: int, *, max_images: int | None = None,
+                 resize_filter: str = "box", seed: int = 0, split: str = "train",
+                 image_column: str | None = None) -> None:
+        from ..training.data import RESIZE_FILTERS, ImageDataset, load_image_dataset
+
+        if resize_filter not in RESIZE_FILTERS:
+            raise ValueError(f"resize_filter must be one of {sorted(RESIZE_FILTERS)}, got "
+                             f"{resize_filter!r}")
+        if max_images is not None and max_images < 1:
+            raise ValueError(f"max_images must be >= 1, got {max_images}")
+        if isinstance(dataset, str) and dataset == "digits":
+            self.source = "digits (scikit-learn)"
+            dataset = _digits(resolution)
+        elif isinstance(dataset, (str, os.PathLike)):
+            path = Path(dataset)
+            self.source = str(path.resolve()) if path.exists() else str(dataset)
+            dataset = load_image_dataset(dataset, split=split)
+        else:
+            fingerprint = getattr(dataset, "_fingerprint", None)
+            self.source = f"{type(dataset).__name__}" + (f" {fingerprint}" if fingerprint
+                                                         else "")
+            dataset = load_image_dataset(dataset, split=split)
+        if not hasattr(dataset, "__len__"):
+            raise ValueError("real images must be a map-style dataset (streaming datasets are "
+                             "not supported by the metrics)")
+        self.images = ImageDataset(dataset, resolution, image_column=image_column,
+                                   resize_filter=resize_filter)
+        self.resolution = resolution
+        self.resize_filter = resize_filter
+        self.num_available = len(self.images)
+        if max_images is not None and self.num_available > max_images:
+            chosen = np.random.default_rng(seed).choice(self.num_available, max_images,
+                                                        replace=False)
+            self.indices = np.sort(chosen).tolist()
+            self.subset = f"random {max_images} of {self.num_available} (seed {seed})"
+        else:
+            self.indices = list(range(self.num_available))
+            self.subset = f"all {self.num_available}"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_uint8(self.images[self.indices[index]])
+
+    def describe(self) -> dict[str, Any]:
+        """The protocol of these images, for reports."""
+        return {
+            "real_source": self.source,
+            "num_real": len(self),
+            "real_subset": self.subset,
+            "real_preprocessing": f"RGB, shorter side resized to {self.resolution} with the "
+                                  f"{self.resize_filter} filter (PIL), center crop, uint8",
+        }
+
+
+def is_statistics(real: RealInput) -> bool:
+    """Whether ``real`` is precomputed statistics (an object or an ``.npz`` path)."""
+    return isinstance(real, FeatureStatistics) or (
+        isinstance(real, (str, os.PathLike)) and str(real).endswith(".npz"))
+
+
+def resolve_real(real: RealInput, resolution: int, *, max_images: int | None,
+                 resize_filter: str = "box", seed: int = 0
+                 ) -> torch.utils.data.Dataset | FeatureStatistics:
+    """Turn what the user gave as ``real`` into a uint8 image dataset or statistics.
+
+    A path to an ``.npz`` file is loaded as statistics;
+    [`FeatureStatistics`][pixelfold.metrics.statistics.FeatureStatistics] are returned as is,
+    torch datasets as is or as a random subset of ``max_images`` (drawn with ``seed``);
+    anything else becomes [`RealImages`][pixelfold.metrics.sources.RealImages].
+    """
+    if isinstance(real, FeatureStatistics):
+        return real
+    if is_statistics(real):
+        return load_statistics(real)
+    if isinstance(real, torch.utils.data.Dataset):
+        n = len(real)  # type: ignore[arg-type]
+        if max_images is None or n <= max_images:
+            return real
+        chosen = np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
+        subset = torch.utils.data.Subset(real, chosen.tolist())
+        subset.subset = f"random {max_images} of {n} (seed {seed})"  # type: ignore[attr-defined]
+        return subset
+    return RealImages(real, resolution, max_images=max_images, resize_filter=resize_filter,
+                      seed=seed)
+
+
+def describe_real(real: torch.utils.data.Dataset) -> dict[str, Any]:
+    """Protocol entries of a real image dataset (a generic description for foreign ones)."""
+    if isinstance(real, RealImages):
+        return real.describe()
+    inner = real.dataset if isinstance(real, torch.utils.data.Subset) else real
+    n = len(real)  # type: ignore[arg-type]
+    return {"real_source": type(inner).__name__, "num_real": n,
+            "real_subset": getattr(real, "subset", f"all {n}")}
