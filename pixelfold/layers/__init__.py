@@ -17,9 +17,18 @@ from .fold import (
 from .mapping import MappingNetwork, PixelNorm, pixel_norm
 from .minibatch_std import MinibatchStdDev
 from .modulated import ModConvPath, ModulatedConv2d, StyledConv2d, ToRGB, modulated_conv2d
-from .noise import NOISE_MODES, NoiseInjection, NoiseMode, check_noise_mode
+from .noise import NOISE_MODES, NoiseInjection, NoiseMode, check_noise_mode, set_noise_skipping
 from .positional import CoordinateEmbedding, FourierFeatures, coordinate_grid
-from .upfirdn import Blur, Downsample, Upsample, make_kernel, upfirdn2d
+from .upfirdn import (
+    Blur,
+    Downsample,
+    Upsample,
+    filter2d,
+    make_kernel,
+    separable_taps,
+    upfirdn2d,
+    upsample2d,
+)
 
 __all__ = [
     "NOISE_MODES",
@@ -46,12 +55,16 @@ __all__ = [
     "bias_leaky_relu",
     "check_noise_mode",
     "coordinate_grid",
+    "filter2d",
     "fold_pattern",
     "make_kernel",
     "modulated_conv2d",
     "pixel_fold",
     "pixel_norm",
     "pixel_unfold",
+    "separable_taps",
+    "set_noise_skipping",
     "unfold_pattern",
     "upfirdn2d",
+    "upsample2d",
 ]

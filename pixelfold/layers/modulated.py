@@ -17,9 +17,28 @@ from .upfirdn import Blur, Upsample
 
 __all__ = ["ModConvPath", "ModulatedConv2d", "StyledConv2d", "ToRGB", "modulated_conv2d"]
 
-ModConvPath = Literal["batched", "grouped"]
+ModConvPath = Literal["auto", "batched", "grouped"]
 """How [`modulated_conv2d`][pixelfold.layers.modulated_conv2d] computes its result: scaling the
-activations (``"batched"``) or building per-sample weights (``"grouped"``)."""
+activations (``"batched"``), building per-sample weights (``"grouped"``), or the cheaper of the
+two for the shapes at hand (``"auto"``, the default of the modules)."""
+
+_PATHS = ("auto", "batched", "grouped")
+
+
+def _check_path(path: str) -> str:
+    if path not in _PATHS:
+        raise ValueError(f"path must be one of {_PATHS}, got {path!r}")
+    return path
+
+
+def _may_write_in_place(*tensors: torch.Tensor | None) -> bool:
+    """True when an epilogue may overwrite the freshly computed output: eager mode and no
+    autograd graph through the operands (in-place updates would otherwise be recorded)."""
+    if torch.compiler.is_compiling():
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    return not any(t is not None and t.requires_grad for t in tensors)
 
 
 def modulated_conv2d(
@@ -32,19 +51,30 @@ def modulated_conv2d(
     padding: int = 0,
     path: ModConvPath = "batched",
     transposed: bool = False,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
 ) -> torch.Tensor:
     """Convolve each sample with the shared ``weight`` modulated by its own style.
 
     For sample ``b``: ``w'[o, i] = weight[o, i] * styles[b, i]``; with demodulation,
-    ``w''[o, i] = w'[o, i] / sqrt(sum_{i,k} w'[o, i, k]**2 + eps)``.
+    ``w''[o, i] = w'[o, i] / sqrt(sum_{i,k} w'[o, i, k]**2 + eps)``. The result is
+    ``gain * conv(x, w'') + bias``: the gain and bias are folded into the computation (into the
+    per-sample weights and the convolution's own bias, or into one fused multiply-add), which
+    is how [`StyledConv2d`][pixelfold.layers.StyledConv2d] and
+    [`ToRGB`][pixelfold.layers.ToRGB] avoid extra passes over their outputs.
 
-    Two equivalent computations (equal to float tolerance):
+    Equivalent computations (equal to float tolerance):
 
     * ``"grouped"``: build the per-sample weights and run one grouped convolution with
-      ``groups=B`` (StyleGAN2's ``fused_modconv``);
+      ``groups=B`` (StyleGAN2's ``fused_modconv``); a 1x1 kernel runs as one batched matrix
+      product instead, a batch of 1 as one plain convolution.
     * ``"batched"``: scale the *activations* by the styles, run one ordinary convolution with the
-      shared weight, then scale the output by the demodulation coefficients. Cheaper: no
-      per-sample weight tensor, and a normal batched conv.
+      shared weight, then scale the output by the demodulation coefficients (one fused
+      multiply-add with the bias).
+    * ``"auto"``: ``"grouped"`` for 1x1 kernels and for a batch of 1 when building the
+      per-sample weights (``Cout·Cin·k²`` values per sample) costs less than the two passes over
+      the activations it saves (``(Cin + Cout)·H·W``); ``"batched"`` otherwise (one large
+      convolution beats ``B`` small ones). The choice depends on shapes only.
 
     Args:
         x: input ``(B, Cin, H, W)``.
@@ -53,10 +83,12 @@ def modulated_conv2d(
         demodulate: normalize each output filter to unit L2 norm.
         eps: added under the square root.
         padding: zero padding.
-        path: ``"batched"`` or ``"grouped"``.
+        path: ``"auto"``, ``"batched"`` or ``"grouped"``.
         transposed: run a stride-2 transposed convolution instead (no padding), the first half
             of StyleGAN2's upsampling ModConv; the output is ``(B, Cout, 2H + k - 2, 2W + k - 2)``
             and is meant to be followed by a FIR blur.
+        bias: optional ``(Cout,)`` added to the result.
+        gain: multiplies the modulated convolution (not ``bias``).
     """
     b, cin, h, w = x.shape
     cout, wcin, kh, kw = weight.shape
@@ -65,29 +97,96 @@ def modulated_conv2d(
             f"modulated_conv2d: x {tuple(x.shape)}, weight {tuple(weight.shape)} and styles "
             f"{tuple(styles.shape)} do not agree (expected styles ({b}, {cin}))"
         )
+    if bias is not None and bias.shape != (cout,):
+        raise ValueError(f"modulated_conv2d: bias must have shape ({cout},), "
+                         f"got {tuple(bias.shape)}")
+    _check_path(path)
+    pointwise = kh == kw == 1 and padding == 0 and not transposed
+    if path == "auto":
+        # per-sample weights cost one pass over Cout*Cin*k*k weights per sample; scaling the
+        # activations costs a pass over the input and one over the output (Cin + Cout per pixel)
+        cheaper = cout * cin * kh * kw <= (cin + cout) * h * w
+        path = "grouped" if cheaper and (pointwise or (b == 1 and not transposed)) else "batched"
+    dtype = x.dtype
     if path == "batched":
-        xs = x * styles.to(x.dtype)[:, :, None, None]
-        if transposed:
-            out = F.conv_transpose2d(xs, weight.transpose(0, 1).to(x.dtype), stride=2)
+        scales = styles.to(dtype)[:, :, None, None]
+        if (_channels_last(weight) and not _channels_last(x) and not transposed
+                and _may_write_in_place(x, styles)):
+            # the convolution would copy x to the weight's channels-last layout: scale it
+            # into that layout instead, one pass instead of two
+            xs = torch.mul(x, scales, out=torch.empty_like(x, memory_format=torch.channels_last))
         else:
-            out = F.conv2d(xs, weight.to(x.dtype), padding=padding)
+            xs = x * scales
+        if transposed:
+            out = F.conv_transpose2d(xs, weight.transpose(0, 1).to(dtype), stride=2)
+        else:
+            out = F.conv2d(xs, weight.to(dtype), padding=padding)
+        scale: torch.Tensor | float = gain
         if demodulate:
-            # sum_{i,k} (W[o,i,k] s[b,i])^2 = (s^2) @ (sum_k W^2)^T
-            dcoefs = torch.rsqrt(styles.square() @ weight.square().sum([2, 3]).t() + eps)
-            out = out * dcoefs.to(out.dtype)[:, :, None, None]
+            scale = _demodulation(weight, styles, eps) * gain
+        return _scale_and_shift(out, scale, bias, styles, weight)
+    # "grouped": per-sample weights (B, Cout, Cin, k, k), modulation, demodulation and gain in
+    # one pass over the weights
+    factor = styles[:, None, :]
+    if demodulate:
+        factor = factor * _demodulation(weight, styles, eps)[:, :, None]
+    if gain != 1.0:
+        factor = factor * gain
+    if pointwise:
+        # sum_i W'[b, o, i] x[b, i, p] as a batched matrix product over the pixels p, in the
+        # layout of x (channels-last: pixels-major rows)
+        wb = (weight[None, :, :, 0, 0] * factor).to(dtype)  # (B, Cout, Cin)
+        if _channels_last(x):
+            rows = x.permute(0, 2, 3, 1).reshape(b, h * w, cin)
+            out = (torch.bmm(rows, wb.transpose(1, 2)) if bias is None else
+                   torch.baddbmm(bias.to(dtype), rows, wb.transpose(1, 2)))
+            return out.reshape(b, h, w, cout).permute(0, 3, 1, 2)
+        cols = x.reshape(b, cin, h * w)
+        out = (torch.bmm(wb, cols) if bias is None else
+               torch.baddbmm(bias.to(dtype)[:, None], wb, cols))
+        return out.reshape(b, cout, h, w)
+    if b == 1 and not transposed:
+        wb = (weight * factor[0, :, :, None, None]).to(dtype)
+        return F.conv2d(x, wb, None if bias is None else bias.to(dtype), padding=padding)
+    wb = weight[None] * factor[:, :, :, None, None]
+    if transposed:
+        wb = wb.transpose(1, 2).reshape(b * cin, cout, kh, kw).to(dtype)
+        out = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wb, stride=2, groups=b)
+    else:
+        wb = wb.reshape(b * cout, cin, kh, kw).to(dtype)
+        out = F.conv2d(x.reshape(1, b * cin, h, w), wb,
+                       None if bias is None else bias.to(dtype).repeat(b),
+                       padding=padding, groups=b)
+        bias = None
+    out = out.reshape(b, cout, out.shape[2], out.shape[3])
+    return out if bias is None else out + bias.to(dtype)[None, :, None, None]
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    """Strictly channels-last (not also contiguous, as tensors with H = W = 1 are)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _demodulation(weight: torch.Tensor, styles: torch.Tensor, eps: float) -> torch.Tensor:
+    """``1 / sqrt(sum_{i,k} (W[o, i, k] s[b, i])**2 + eps)`` as ``(B, Cout)``:
+    ``(s**2) @ (sum_k W**2)^T``, without building the per-sample weights."""
+    return torch.rsqrt(styles.square() @ weight.square().sum([2, 3]).t() + eps)
+
+
+def _scale_and_shift(out: torch.Tensor, scale: torch.Tensor | float,
+                     bias: torch.Tensor | None, *operands: torch.Tensor) -> torch.Tensor:
+    """``out * scale + bias`` (scale ``(B, C)`` or a number, bias ``(C,)``) in one pass,
+    overwriting ``out`` when nothing needs its old value."""
+    if isinstance(scale, float) and scale == 1.0 and bias is None:
         return out
-    if path == "grouped":
-        wb = weight[None] * styles[:, None, :, None, None]
-        if demodulate:
-            wb = wb * torch.rsqrt(wb.square().sum([2, 3, 4]) + eps)[:, :, None, None, None]
-        if transposed:
-            wb = wb.transpose(1, 2).reshape(b * cin, cout, kh, kw).to(x.dtype)
-            out = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wb, stride=2, groups=b)
-        else:
-            wb = wb.reshape(b * cout, cin, kh, kw).to(x.dtype)
-            out = F.conv2d(x.reshape(1, b * cin, h, w), wb, padding=padding, groups=b)
-        return out.reshape(b, cout, out.shape[2], out.shape[3])
-    raise ValueError(f"path must be 'batched' or 'grouped', got {path!r}")
+    dtype = out.dtype
+    scale_t = (scale.to(dtype)[:, :, None, None] if isinstance(scale, torch.Tensor)
+               else torch.tensor(scale, dtype=dtype, device=out.device))
+    shift = (torch.zeros((), dtype=dtype, device=out.device) if bias is None
+             else bias.to(dtype)[None, :, None, None])
+    if _may_write_in_place(out, *operands, bias):
+        return torch.addcmul(shift, out, scale_t, out=out)
+    return torch.addcmul(shift, out, scale_t)
 
 
 class ModulatedConv2d(nn.Module):
@@ -105,7 +204,8 @@ class ModulatedConv2d(nn.Module):
         style_dim: width of ``w``.
         demodulate: normalize each output filter per sample.
         eps: demodulation epsilon.
-        path: ``"batched"`` (default, faster) or ``"grouped"``; see
+        path: ``"auto"`` (default: the faster of the two for the shapes at hand),
+            ``"batched"`` or ``"grouped"``; see
             [`modulated_conv2d`][pixelfold.layers.modulated_conv2d].
         up: 1, or 2 for an upsampling ModConv (StyleGAN2): a stride-2 transposed convolution
             followed by a FIR blur with ``blur_kernel``, doubling the resolution.
@@ -121,7 +221,7 @@ class ModulatedConv2d(nn.Module):
         *,
         demodulate: bool = True,
         eps: float = 1e-8,
-        path: ModConvPath = "batched",
+        path: ModConvPath = "auto",
         up: int = 1,
         blur_kernel: Sequence[float] = (1, 3, 3, 1),
         device: torch.device | str | None = None,
@@ -136,8 +236,7 @@ class ModulatedConv2d(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd to keep the resolution, got {kernel_size}")
-        if path not in ("batched", "grouped"):
-            raise ValueError(f"path must be 'batched' or 'grouped', got {path!r}")
+        _check_path(path)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -159,12 +258,23 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0, device=device,
                                       dtype=dtype)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        *,
+        bias: torch.Tensor | None = None,
+        gain: float = 1.0,
+    ) -> torch.Tensor:
         """Modulate the weight with the styles of ``w`` and convolve ``x`` with it.
 
         Args:
             x: input ``(B, in_channels, H, W)``.
             w: one style vector per sample, ``(B, style_dim)``.
+            bias: optional ``(out_channels,)`` added to the result, folded into the
+                convolution where the path allows it.
+            gain: multiplies the result (before ``bias``), folded into the weights or the
+                demodulation coefficients.
         """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -176,11 +286,15 @@ class ModulatedConv2d(nn.Module):
                 f"got {tuple(w.shape)}"
             )
         styles = self.modulation(w)
+        _check_path(self.path)
         out = modulated_conv2d(x, self.weight * self.weight_gain, styles,
                                demodulate=self.demodulate, eps=self.eps, padding=self.padding,
-                               path=self.path, transposed=self.up == 2)
+                               path=self.path, transposed=self.up == 2,
+                               bias=bias if self.blur is None else None, gain=gain)
         if self.blur is not None:
             out = self.blur(out)
+            if bias is not None:
+                out = out + bias.to(out.dtype)[None, :, None, None]
         return out
 
     def extra_repr(self) -> str:
@@ -193,6 +307,14 @@ class ModulatedConv2d(nn.Module):
 
 class StyledConv2d(nn.Module):
     """ModConv, then noise injection, then bias + leaky ReLU (StyleGAN2's ``StyledConv``).
+
+    The three steps run fused: ``leaky_relu(d * conv + b + s * n) * g`` is computed as
+    ``leaky_relu(g d * conv + g b + g s * n)`` (the gain ``g = sqrt(2)`` is positive), with
+    ``g d`` and ``g b`` folded into the convolution (per-sample weights and conv bias) or into
+    one multiply-add, the noise added in place and the activation applied in place: one to three
+    passes over the output instead of five. The submodules ``conv``, ``noise`` and ``activate``
+    hold the parameters, as before, and the result equals running them one after the other to
+    float rounding.
 
     Args:
         in_channels: input channels.
@@ -218,7 +340,7 @@ class StyledConv2d(nn.Module):
         demodulate: bool = True,
         noise: bool = True,
         resolution: int | tuple[int, int] | None = None,
-        path: ModConvPath = "batched",
+        path: ModConvPath = "auto",
         up: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -246,10 +368,24 @@ class StyledConv2d(nn.Module):
                 [`NoiseInjection`][pixelfold.layers.NoiseInjection]).
             noise: explicit noise broadcastable to ``(B, 1, H', W')``; overrides ``noise_mode``.
         """
-        x = self.conv(x, w)
-        if self.noise is not None:
-            x = self.noise(x, noise_mode=noise_mode, noise=noise)
-        return self.activate(x)
+        act = self.activate
+        gain = act.scale
+        if gain <= 0:  # the fusion needs leaky_relu(g * y) == g * leaky_relu(y)
+            x = self.conv(x, w)
+            if self.noise is not None:
+                x = self.noise(x, noise_mode=noise_mode, noise=noise)
+            return act(x)
+        x = self.conv(x, w, bias=act.bias * gain, gain=gain)
+        n = None if self.noise is None else self.noise.noise_image(x, noise_mode, noise)
+        if n is not None:
+            strength = (self.noise.weight * gain).to(x.dtype)  # type: ignore[union-attr]
+            if torch.broadcast_shapes(x.shape, n.shape) == x.shape:
+                # x is this forward's own fresh output: update it in place (autograd-safe:
+                # neither the conv nor the fused multiply-add saved it)
+                x = x.addcmul_(n.to(x.dtype), strength)
+            else:
+                x = x + n.to(x.dtype) * strength
+        return F.leaky_relu(x, act.negative_slope, inplace=True)
 
 
 class ToRGB(nn.Module):
@@ -274,7 +410,7 @@ class ToRGB(nn.Module):
         out_channels: int = 3,
         upsample: bool = True,
         blur_kernel: Sequence[float] = (1, 3, 3, 1),
-        path: ModConvPath = "batched",
+        path: ModConvPath = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -295,7 +431,7 @@ class ToRGB(nn.Module):
             skip: running RGB, ``(B, out_channels, H / 2, W / 2)`` when ``upsample=True``, else
                 ``(B, out_channels, H, W)``; ``None`` for the first ToRGB.
         """
-        out = self.conv(x, w) + self.bias.to(x.dtype)
+        out = self.conv(x, w, bias=self.bias.reshape(-1))
         if skip is not None:
             if self.upsample is not None:
                 skip = self.upsample(skip)

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["NOISE_MODES", "NoiseInjection", "NoiseMode", "check_noise_mode"]
+__all__ = ["NOISE_MODES", "NoiseInjection", "NoiseMode", "check_noise_mode", "set_noise_skipping"]
 
 NoiseMode = Literal["random", "const", "none"]
 """Noise of [`NoiseInjection`][pixelfold.layers.NoiseInjection]: fresh ``"random"`` noise on
@@ -38,19 +38,35 @@ class NoiseInjection(nn.Module):
 
     An explicit ``noise`` tensor, broadcastable to ``(B, 1, H, W)``, overrides the mode.
 
+    Skipping zero-strength noise (``skip_zero_strength=True``, off by default): when the
+    strength is exactly 0 nothing is drawn or added, which leaves the output unchanged (``x +
+    0 * n == x``) but draws fewer numbers from the global random generator, so whatever is drawn
+    after the forward (the next latents, say) differs from a run without skipping. It only
+    applies when no gradient is being recorded for the strength (a layer skipped during training
+    would never get a gradient and stay at 0 forever), never inside ``torch.compile`` (the test
+    is data-dependent), and it reads the strength on the host, a device sync on GPUs. The choice
+    depends only on the strength, which is saved with the weights, so a resumed run makes the
+    same choices and stays exact; the trainer leaves skipping off. Turn it on for a model with
+    [`set_noise_skipping`][pixelfold.layers.noise.set_noise_skipping]; ``noise_mode="none"``
+    skips every noise layer whatever its strength.
+
     Args:
         resolution: ``(H, W)`` (or an int for square) of the constant noise image; without it,
             ``"const"`` mode is unavailable.
+        skip_zero_strength: skip drawing and adding noise while the strength is exactly 0
+            (outside autograd and compilation), see above.
     """
 
     def __init__(
         self,
         resolution: int | tuple[int, int] | None = None,
         *,
+        skip_zero_strength: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        self.skip_zero_strength = skip_zero_strength
         self.weight = nn.Parameter(torch.zeros(1, device=device, dtype=dtype))
         if resolution is None:
             self.noise_const: torch.Tensor | None = None
@@ -74,10 +90,40 @@ class NoiseInjection(nn.Module):
             noise_mode: ``"random"``, ``"const"`` or ``"none"``.
             noise: explicit noise broadcastable to ``(B, 1, H, W)``; overrides ``noise_mode``.
         """
+        noise = self.noise_image(x, noise_mode, noise)
+        if noise is None:
+            return x
+        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+
+    def is_skipping(self) -> bool:
+        """Whether a call now would skip zero-strength noise (see the class docs)."""
+        if not self.skip_zero_strength or torch.compiler.is_compiling():
+            return False
+        if self.weight.requires_grad and torch.is_grad_enabled():
+            return False
+        if self.weight.device.type == "meta":
+            return False
+        return not bool(self.weight.detach().any())
+
+    def noise_image(
+        self,
+        x: torch.Tensor,
+        noise_mode: NoiseMode = "random",
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """The noise image that ``forward`` scales by the strength and adds to ``x``, or ``None``
+        when nothing is added (``noise_mode="none"``, or zero-strength noise being skipped).
+        Fused blocks use it to add the noise inside their own epilogue.
+
+        Args:
+            x: features ``(B, C, H, W)`` (only the shape, device and dtype are used).
+            noise_mode: ``"random"``, ``"const"`` or ``"none"``.
+            noise: explicit noise, returned as is (``noise_mode`` is not consulted).
+        """
         if noise is None:
             check_noise_mode(noise_mode)
-            if noise_mode == "none":
-                return x
+            if noise_mode == "none" or self.is_skipping():
+                return None
             if noise_mode == "const":
                 if self.noise_const is None:
                     raise ValueError(
@@ -93,8 +139,26 @@ class NoiseInjection(nn.Module):
             else:
                 noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device,
                                     dtype=x.dtype)
-        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+        return noise
 
     def extra_repr(self) -> str:
         res = None if self.noise_const is None else tuple(self.noise_const.shape[2:])
-        return f"resolution={res}"
+        return f"resolution={res}" + (", skip_zero_strength=True" if self.skip_zero_strength
+                                      else "")
+
+
+def set_noise_skipping(module: nn.Module, enabled: bool = True) -> int:
+    """Set ``skip_zero_strength`` on every [`NoiseInjection`][pixelfold.layers.NoiseInjection]
+    inside ``module`` (a generator, say) and return how many there are.
+
+    Skipping changes how many numbers inference draws from the global random generator, not
+    its output; it never applies while training (see ``NoiseInjection``).
+
+    Args:
+        module: any module.
+        enabled: turn skipping on or off.
+    """
+    layers = [m for m in module.modules() if isinstance(m, NoiseInjection)]
+    for layer in layers:
+        layer.skip_zero_strength = enabled
+    return len(layers)

@@ -215,6 +215,10 @@ class SynthesisStage(nn.Module):
             x = self.reduce(x)
         if prev is not None:
             if self.spec.merge == "concat":
+                if prev.is_contiguous(memory_format=torch.channels_last):
+                    # channels-last model: concatenating the (NCHW) positional input as is
+                    # would give an NCHW result, which the merge conv transposes again
+                    x = x.contiguous(memory_format=torch.channels_last)
                 x = self.merge(torch.cat([x, prev], dim=1))  # type: ignore[misc]
             elif self.spec.merge == "add":
                 x = x + prev

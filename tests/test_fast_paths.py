@@ -1,0 +1,346 @@
+"""Every fast path equals the straightforward computation to float tolerance.
+
+The straightforward implementation is ``benchmarks/reference_impl.py`` (the one the benchmarks
+time): per-sample grouped ModConv, FIR resampling by zero insertion + explicit padding + conv,
+fresh noise for every layer, separate element-wise operations.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmarks.reference_impl import (
+    reference_discriminator,
+    reference_generator,
+    upfirdn2d_reference,
+)
+from pixelfold.layers import (
+    Blur,
+    Downsample,
+    NoiseInjection,
+    StyledConv2d,
+    ToRGB,
+    Upsample,
+    make_kernel,
+    modulated_conv2d,
+    upfirdn2d,
+)
+from pixelfold.layers.noise import set_noise_skipping
+from pixelfold.layers.upfirdn import filter2d, upsample2d
+from pixelfold.models import Discriminator, DiscriminatorSpec, Generator, presets
+
+CL = torch.channels_last
+
+
+def _trained_like(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give zero-initialized parameters (noise strengths, biases) non-zero values, as training
+    would, so that the comparisons exercise every term."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(0.3)
+        for name, p in module.named_parameters():
+            if name.endswith("bias") and not p.any():
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    return module
+
+
+# ---------------------------------------------------------------- FIR filters
+
+
+@pytest.mark.parametrize("taps", [(1, 3, 3, 1), (1, 2, 1), (1, 2, 3, 2, 1), (2, 1)])
+@pytest.mark.parametrize("factor", [2, 3])
+def test_upsample_equals_upfirdn2d(taps, factor):
+    layer = Upsample(taps, factor)
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    expected = upfirdn2d(x, layer.kernel.double(), up=factor, padding=layer.pad)
+    torch.testing.assert_close(layer(x), expected)
+    torch.testing.assert_close(layer(x.contiguous(memory_format=CL)), expected)
+    torch.testing.assert_close(upfirdn2d_reference(x, layer.kernel.double(), up=factor,
+                                                   padding=layer.pad), expected)
+
+
+@pytest.mark.parametrize("pad", [(2, 1), (1, 1), (2, 2), (0, 3), (3, 0)])
+def test_upsample2d_any_kernel_and_padding_equals_upfirdn2d(pad):
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    k2 = torch.randn(4, 4, dtype=torch.float64)  # asymmetric: the orientation matters
+    torch.testing.assert_close(upsample2d(x, k2, 2, pad), upfirdn2d(x, k2, up=2, padding=pad))
+    taps = (0.1, 0.7, 0.5, -0.3)
+    t = torch.tensor(taps, dtype=torch.float64)
+    torch.testing.assert_close(upsample2d(x, taps, 2, pad),
+                               upfirdn2d(x, t[:, None] * t[None, :], up=2, padding=pad))
+
+
+def test_rgb_skip_upsampling_float32_and_gradient():
+    up = Upsample()
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+    ref = x.detach().clone().requires_grad_(True)
+    a = up(x)
+    b = upfirdn2d_reference(ref, up.kernel, up=2, padding=up.pad)
+    torch.testing.assert_close(a, b)
+    g = torch.randn_like(a)
+    a.backward(g)
+    b.backward(g)
+    torch.testing.assert_close(x.grad, ref.grad)
+
+
+@pytest.mark.parametrize("pad", [(2, 2), (1, 1), (2, 1), (1, 2, 0, 3), (-1, 2, 1, 1)])
+@pytest.mark.parametrize("down", [1, 2])
+def test_filter2d_equals_upfirdn2d_with_double_backward(pad, down):
+    k = torch.randn(4, 3, dtype=torch.float64)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    xr = x.detach().clone().requires_grad_(True)
+    a, b = filter2d(x, k, pad, down), upfirdn2d(xr, k, down=down, padding=pad)
+    torch.testing.assert_close(a, b)
+    # R1-style: gradient with create_graph, then the gradient of a function of it
+    (ga,) = torch.autograd.grad(a.square().sum(), x, create_graph=True)
+    (gb,) = torch.autograd.grad(b.square().sum(), xr, create_graph=True)
+    torch.testing.assert_close(ga, gb)
+    (ha,) = torch.autograd.grad(ga.pow(3).sum(), x)
+    (hb,) = torch.autograd.grad(gb.pow(3).sum(), xr)
+    torch.testing.assert_close(ha, hb)
+
+
+def test_blur_and_downsample_modules_equal_upfirdn2d():
+    x = torch.randn(2, 5, 12, 12).contiguous(memory_format=CL)
+    blur, down = Blur((1, 3, 3, 1), (2, 1)), Downsample((1, 3, 3, 1), 2)
+    torch.testing.assert_close(blur(x), upfirdn2d_reference(x, blur.kernel, padding=(2, 1)))
+    torch.testing.assert_close(down(x), upfirdn2d_reference(x, down.kernel, down=2,
+                                                            padding=down.pad))
+
+
+# ---------------------------------------------------------------- noise
+
+
+def test_zero_strength_noise_skipping_is_identical_and_draws_nothing():
+    layer = NoiseInjection(4)
+    x = torch.randn(2, 3, 4, 4)
+    plain = layer(x)  # adds 0 * fresh noise
+    layer.skip_zero_strength = True
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        skipped = layer(x)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing was drawn
+    assert torch.equal(skipped, plain) and torch.equal(skipped, x)
+    # while autograd records the strength, noise is drawn so that the strength gets a gradient
+    out = layer(x)
+    assert not torch.equal(torch.get_rng_state(), state)
+    out.sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().item() > 0
+    # non-zero strength: never skipped
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        torch.manual_seed(3)
+        a = layer(x)
+        layer.skip_zero_strength = False
+        torch.manual_seed(3)
+        b = layer(x)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_set_noise_skipping_and_generator_output():
+    G = Generator.from_preset("pixelfolder-tiny-32").eval()
+    z = torch.randn(2, G.z_dim)
+    with torch.no_grad():
+        expected = G(z, noise_mode="random")  # fresh: every strength is exactly 0
+        assert set_noise_skipping(G) == 8
+        state = torch.get_rng_state()
+        out = G(z, noise_mode="random")
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert set_noise_skipping(G, False) == 8
+    assert not any(m.skip_zero_strength for m in G.modules() if isinstance(m, NoiseInjection))
+
+
+# ---------------------------------------------------------------- ModConv and fused blocks
+
+
+@pytest.mark.parametrize("path", ["auto", "batched", "grouped"])
+@pytest.mark.parametrize(("batch", "k"), [(1, 3), (3, 3), (1, 1), (3, 1)])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_conv2d_bias_and_gain(path, batch, k, demodulate):
+    x = torch.randn(batch, 6, 5, 4, dtype=torch.float64)
+    weight = torch.randn(7, 6, k, k, dtype=torch.float64)
+    styles = torch.randn(batch, 6, dtype=torch.float64)
+    bias = torch.randn(7, dtype=torch.float64)
+    plain = modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=k // 2,
+                             path="grouped")
+    expected = 1.7 * plain + bias[None, :, None, None]
+    for inp in (x, x.contiguous(memory_format=CL)):
+        out = modulated_conv2d(inp, weight, styles, demodulate=demodulate, padding=k // 2,
+                               path=path, bias=bias, gain=1.7)
+        torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize(("batch", "k", "path"),
+                         [(1, 3, "auto"), (3, 3, "auto"), (3, 1, "auto"), (3, 3, "grouped")])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_styled_conv_fused_equals_unfused(batch, k, path, channels_last):
+    block = _trained_like(StyledConv2d(6, 8, k, 16, resolution=5, path=path)).double()
+    x = torch.randn(batch, 6, 5, 5, dtype=torch.float64)
+    if channels_last:
+        block, x = block.to(memory_format=CL), x.contiguous(memory_format=CL)
+    w = torch.randn(batch, 16, dtype=torch.float64)
+    noise = torch.randn(batch, 1, 5, 5, dtype=torch.float64)
+
+    def unfused(x: torch.Tensor) -> torch.Tensor:
+        return block.activate(block.noise(block.conv(x, w), noise=noise))
+
+    with torch.no_grad():  # the in-place epilogue
+        torch.testing.assert_close(block(x, w, noise=noise), unfused(x))
+        torch.testing.assert_close(block(x, w, "const"),
+                                   block.activate(block.noise(block.conv(x, w), "const")))
+        torch.testing.assert_close(block(x, w, "none"), block.activate(block.conv(x, w)))
+    # with autograd: same output and same gradients for every parameter
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    out = block(xa, w, noise=noise)
+    g = torch.randn_like(out)
+    grads_a = torch.autograd.grad(out, [xa, *block.parameters()], g)
+    grads_b = torch.autograd.grad(unfused(xb), [xb, *block.parameters()], g)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_to_rgb_fused_bias_equals_reference():
+    layer = _trained_like(ToRGB(8, 16))
+    x, w, skip = torch.randn(3, 8, 8, 8), torch.randn(3, 16), torch.randn(3, 3, 4, 4)
+    from benchmarks.reference_impl import reference_to_rgb
+
+    torch.testing.assert_close(layer(x, w, skip), reference_to_rgb(layer, x, w, skip))
+    torch.testing.assert_close(layer(x.contiguous(memory_format=CL), w, skip),
+                               reference_to_rgb(layer, x, w, skip))
+
+
+# ---------------------------------------------------------------- whole models
+
+
+def _tiny_deconv() -> Generator:
+    """pixelfolder-tiny-32 with the Fold + DeConv ablation's upsampling ModConvs."""
+    spec = presets.pixelfolder((8, 32), channels={1: 64, 2: 64, 4: 64, 8: 64, 16: 32, 32: 16},
+                               z_dim=64, w_dim=64, mapping_layers=2, stage0_projection=4,
+                               grow="deconv")
+    return Generator(spec)
+
+
+def _compare_generator(name: str, batch: int, channels_last: bool, rtol: float,
+                       atol: float) -> None:
+    torch.manual_seed(0)
+    G = _tiny_deconv() if name == "tiny-deconv" else Generator.from_preset(name)
+    G = _trained_like(G.eval())
+    z = torch.randn(batch, G.z_dim)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        expected = reference_generator(G, z, noise_mode="random")
+        if channels_last:
+            G = G.to(memory_format=CL)
+        torch.manual_seed(1)  # the same fresh noise, drawn in the same order
+        out = G(z, noise_mode="random")
+        torch.testing.assert_close(out, expected, rtol=rtol, atol=atol)
+        torch.testing.assert_close(G(z, noise_mode="const"),
+                                   reference_generator(G, z, noise_mode="const"),
+                                   rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", ["pixelfolder-tiny-32", "cips-tiny-32", "tiny-deconv"])
+def test_generator_fast_equals_reference(name, batch, channels_last):
+    _compare_generator(name, batch, channels_last, rtol=1e-4, atol=1e-4)
+
+
+def test_pixelfolder_256_fast_equals_reference_batch_1():
+    _compare_generator("pixelfolder-256", 1, True, rtol=1e-4, atol=2e-4)
+
+
+def test_generator_gradients_equal_reference():
+    torch.manual_seed(0)
+    G = _trained_like(Generator.from_preset("pixelfolder-tiny-32"))
+    z = torch.randn(2, G.z_dim)
+    params = list(G.parameters())
+    torch.manual_seed(1)
+    fast = torch.autograd.grad(G(z).square().mean(), params, allow_unused=True)
+    torch.manual_seed(1)
+    ref = torch.autograd.grad(reference_generator(G, z).square().mean(), params,
+                              allow_unused=True)
+    for a, b in zip(fast, ref, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_discriminator_and_r1_equal_reference():
+    torch.manual_seed(0)
+    D = _trained_like(Discriminator(DiscriminatorSpec(
+        resolution=32, channels={4: 16, 8: 16, 16: 8, 32: 8})))
+    x = torch.randn(4, 3, 32, 32)
+    for model_x in (x, x.contiguous(memory_format=CL)):
+        model = D.to(memory_format=CL) if model_x.is_contiguous(memory_format=CL) else D
+        xa = model_x.clone().requires_grad_(True)
+        xb = x.clone().requires_grad_(True)
+        a, b = model(xa), reference_discriminator(D, xb)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        (ga,) = torch.autograd.grad(a.sum(), xa, create_graph=True)
+        (gb,) = torch.autograd.grad(b.sum(), xb, create_graph=True)
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
+        params = list(D.parameters())
+        ha = torch.autograd.grad(ga.square().sum(), params, allow_unused=True)
+        hb = torch.autograd.grad(gb.square().sum(), params, allow_unused=True)
+        for u, v in zip(ha, hb, strict=True):
+            assert (u is None) == (v is None)
+            if u is not None:
+                torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6)
+
+
+def test_bfloat16_autocast_close_to_float32():
+    torch.manual_seed(0)
+    G = _trained_like(Generator.from_preset("pixelfolder-tiny-32").eval())
+    z = torch.randn(2, G.z_dim)
+    with torch.inference_mode():
+        ref = G(z, noise_mode="const")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = G.to(memory_format=CL)(z, noise_mode="const")
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+# ---------------------------------------------------------------- torch.compile
+
+
+def test_generator_compiles_without_graph_breaks():
+    """One compilation (fullgraph: a graph break raises), forward and backward, with fresh
+    random noise drawn inside the graph."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    G = _trained_like(Generator.from_preset("pixelfolder-tiny-32"))
+    z = torch.randn(2, G.z_dim)
+    weight = G.synthesis.stages[0].blocks[0].conv0.conv.weight
+    compiled = torch.compile(G, fullgraph=True, backend="aot_eager")
+    torch.manual_seed(1)
+    out = compiled(z, noise_mode="random")
+    (grad,) = torch.autograd.grad(out.square().mean(), [weight])
+    torch.manual_seed(1)
+    expected = G(z, noise_mode="random")
+    (expected_grad,) = torch.autograd.grad(expected.square().mean(), [weight])
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_discriminator_compiles_without_graph_breaks():
+    torch._dynamo.reset()
+    D = Discriminator(DiscriminatorSpec(resolution=16, channels={4: 8, 8: 8, 16: 8}))
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    compiled = torch.compile(D, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), D(x))
+    F.softplus(compiled(x)).mean().backward()
+    assert x.grad is not None
+
+
+def test_upsample_kernel_matches_make_kernel():
+    # the separable taps reproduce the 2-D kernel buffer
+    up = Upsample((1, 3, 3, 1), 2)
+    t = torch.tensor(up.taps)
+    torch.testing.assert_close(t[:, None] * t[None, :], make_kernel([1, 3, 3, 1]) * 4)
