@@ -655,6 +655,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CLIError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"pixelfold {args.command}: error: {message}", file=sys.stderr)
