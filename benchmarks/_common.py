@@ -7,15 +7,20 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+# peak-memory helpers: the same as `pixelfold profile` uses, re-exported for the scripts
+from pixelfold.tools.profile import (  # noqa: F401
+    current_rss_bytes,
+    peak_rss_bytes,
+    reset_peak_rss,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -97,42 +102,6 @@ def summarize(seconds: Sequence[float]) -> dict[str, float]:
     """Median, minimum and maximum of repeated timings, in milliseconds."""
     return {"median_ms": 1e3 * statistics.median(seconds), "min_ms": 1e3 * min(seconds),
             "max_ms": 1e3 * max(seconds), "repeats": len(seconds)}
-
-
-def _proc_status_bytes(field: str) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # kB
-    return None
-
-
-def peak_rss_bytes() -> int:
-    """High-water mark of this process's resident set size.
-
-    Linux: ``VmHWM`` of ``/proc/self/status`` (``getrusage``'s ``ru_maxrss`` would include the
-    parent's memory at fork time, inherited across ``exec``); elsewhere ``ru_maxrss``.
-    """
-    hwm = _proc_status_bytes("VmHWM")
-    if hwm is not None:
-        return hwm
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def current_rss_bytes() -> int | None:
-    """Resident set size now (Linux ``VmRSS``), or ``None``."""
-    return _proc_status_bytes("VmRSS")
-
-
-def reset_peak_rss() -> bool:
-    """Reset the ``VmHWM`` high-water mark to the current RSS (Linux >= 4.0, writing 5 to
-    ``/proc/self/clear_refs``); False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

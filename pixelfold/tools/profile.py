@@ -37,7 +37,8 @@ from ..metrics import count_macs, count_params
 from ..models import Generator, load_generator
 from .device import resolve_device
 
-__all__ = ["DTYPES", "format_profile", "profile_generator"]
+__all__ = ["DTYPES", "current_rss_bytes", "format_profile", "peak_rss_bytes", "profile_generator",
+           "reset_peak_rss"]
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -49,31 +50,43 @@ DTYPES: dict[str, torch.dtype] = {
 _MIB = 2**20
 
 
-def _status_kb(field: str) -> int | None:
+def _status_bytes(field: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
-                return int(line.split()[1])
+                return int(line.split()[1]) * 1024  # kB
     except (OSError, ValueError, IndexError):
         return None
     return None
 
 
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # "5": reset the peak RSS (VmHWM) to the current RSS
-        return _status_kb("VmHWM") is not None
-    except OSError:
-        return False
+def current_rss_bytes() -> int | None:
+    """Resident set size of this process now (Linux ``VmRSS``), or ``None`` elsewhere."""
+    return _status_bytes("VmRSS")
 
 
-def _maxrss_bytes() -> int:
+def peak_rss_bytes() -> int:
+    """High-water mark of this process's resident set size: Linux ``VmHWM`` (resettable with
+    [`reset_peak_rss`][pixelfold.tools.profile.reset_peak_rss]), elsewhere ``ru_maxrss``."""
+    hwm = _status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
     import resource
     import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0, writing 5 to
+    ``/proc/self/clear_refs``); ``False`` where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_bytes("VmHWM") is not None
+    except OSError:
+        return False
 
 
 class _PeakMemory:
@@ -89,8 +102,8 @@ class _PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         elif self.device.type == "cpu":
-            self._proc = _reset_peak_rss()
-            self._base = (_status_kb("VmRSS") or 0) * 1024 if self._proc else _maxrss_bytes()
+            self._proc = reset_peak_rss()
+            self._base = (current_rss_bytes() or 0) if self._proc else peak_rss_bytes()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -99,11 +112,10 @@ class _PeakMemory:
             self.mb = torch.cuda.max_memory_allocated(self.device) / _MIB
             self.measure = "cuda max_memory_allocated: weights + activations"
         elif self.device.type == "cpu":
+            peak = peak_rss_bytes()
             if self._proc:
-                peak = (_status_kb("VmHWM") or 0) * 1024
                 self.measure = "cpu peak RSS (VmHWM) increase over the loaded model"
             else:
-                peak = _maxrss_bytes()
                 self.measure = "cpu ru_maxrss increase, a lower bound"
             self.mb = max(0, peak - self._base) / _MIB
 
