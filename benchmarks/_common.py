@@ -68,7 +68,8 @@ def add_common_args(parser: Any) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--no-channels-last", action="store_true",
-                        help="keep the fast path in the default NCHW layout")
+                        help="run the fast path in NCHW layout instead of pixelfold's default "
+                             "channels-last")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", default=None, help="where to write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run")

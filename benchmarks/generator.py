@@ -5,7 +5,7 @@ Rows of the table, per preset (same weights, same noise draws):
 
 * ``reference``: ``benchmarks/reference_impl.py`` (per-sample grouped ModConv, zero-insertion
   FIR upsampling, separate noise / bias / activation operations, NCHW, ``torch.no_grad``);
-* ``fast``: ``G(z)`` as pixelfold runs it, in channels-last layout, under
+* ``fast``: ``G(z)`` as pixelfold runs it by default (channels-last layout), under
   ``torch.inference_mode``;
 * ``fast + compile`` (``--compile``): the same under ``torch.compile(fullgraph=True)``;
 * ``convolutions alone`` (PixelFolder presets): every ``F.conv2d`` call of one fast forward
@@ -76,10 +76,12 @@ PAPER_IMS = {"pixelfolder-256": 77.7, "cips-256": 11.0}  # images/s on the paper
 
 
 def build_generator(name: str, device: torch.device, seed: int,
-                    noise_strength: float = NOISE_STRENGTH) -> Generator:
-    """A seeded generator with non-zero noise strengths, in eval mode."""
+                    noise_strength: float = NOISE_STRENGTH,
+                    memory_format: torch.memory_format = torch.channels_last) -> Generator:
+    """A seeded generator with non-zero noise strengths, in eval mode (channels-last, as
+    pixelfold builds it, unless ``memory_format`` says otherwise)."""
     torch.manual_seed(seed)
-    G = Generator.from_preset(name).eval().requires_grad_(False)
+    G = Generator.from_preset(name, memory_format=memory_format).eval().requires_grad_(False)
     for m in G.modules():
         if isinstance(m, NoiseInjection):
             m.weight.fill_(noise_strength)
@@ -140,10 +142,9 @@ def time_preset(name: str, args: argparse.Namespace, device: torch.device,
                 dtype: torch.dtype) -> list[dict[str, Any]]:
     batch = args.batch_size
     channels_last = not args.no_channels_last
-    G_ref = build_generator(name, device, args.seed)
-    G = build_generator(name, device, args.seed)
-    if channels_last:
-        G = G.to(memory_format=torch.channels_last)
+    G_ref = build_generator(name, device, args.seed, memory_format=torch.contiguous_format)
+    G = build_generator(name, device, args.seed, memory_format=torch.channels_last
+                        if channels_last else torch.contiguous_format)
     z = torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
 
     def fast(model: Callable[..., torch.Tensor], noise_mode: str = "random"
@@ -175,11 +176,12 @@ def time_preset(name: str, args: argparse.Namespace, device: torch.device,
             conv_calls(G, z), device, torch.bfloat16 if dtype != torch.float32 else dtype,
             channels_last)
     if args.ablations:
-        G_nchw = build_generator(name, device, args.seed)
+        G_nchw = build_generator(name, device, args.seed,
+                                 memory_format=torch.contiguous_format)
         fns["fast, NCHW layout"] = fast(G_nchw)
-        G_skip = build_generator(name, device, args.seed, noise_strength=0.0)
-        if channels_last:
-            G_skip = G_skip.to(memory_format=torch.channels_last)
+        G_skip = build_generator(name, device, args.seed, noise_strength=0.0,
+                                 memory_format=torch.channels_last if channels_last
+                                 else torch.contiguous_format)
         set_noise_skipping(G_skip, True)
         fns["fast, zero-strength noise skipped"] = fast(G_skip)
         fns["fast, noise_mode='none'"] = fast(G, "none")
@@ -217,9 +219,9 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     dtype = DTYPES[spec["dtype"]]
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    G = build_generator(spec["preset"], device, spec["seed"])
-    if spec["impl"] == "fast" and spec["channels_last"]:
-        G = G.to(memory_format=torch.channels_last)
+    fmt = (torch.channels_last if spec["impl"] == "fast" and spec["channels_last"]
+           else torch.contiguous_format)
+    G = build_generator(spec["preset"], device, spec["seed"], memory_format=fmt)
     z = torch.randn(spec["batch_size"], G.z_dim, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

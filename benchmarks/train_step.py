@@ -84,18 +84,16 @@ class Setup:
 
     def __init__(self, impl: str, preset: str, batch: int, device: torch.device,
                  dtype: torch.dtype, seed: int, channels_last: bool, compile_: bool) -> None:
+        fast = impl == "fast"
+        fmt = torch.channels_last if fast and channels_last else torch.contiguous_format
         torch.manual_seed(seed)
-        G = Generator.from_preset(preset)
+        G = Generator.from_preset(preset, memory_format=fmt)
         for m in G.modules():
             if isinstance(m, NoiseInjection):
                 with torch.no_grad():
                     m.weight.fill_(0.1)
-        D = Discriminator(DiscriminatorSpec(resolution=G.resolution[0]))
+        D = Discriminator(DiscriminatorSpec(resolution=G.resolution[0]), memory_format=fmt)
         G, D = G.to(device), D.to(device)
-        fast = impl == "fast"
-        fmt = torch.channels_last if fast and channels_last else torch.contiguous_format
-        if fmt == torch.channels_last:
-            G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
         self.G, self.D = G, D
         self.opt_G = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
         self.opt_D = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))

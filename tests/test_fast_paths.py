@@ -27,6 +27,7 @@ from pixelfold.layers import (
     modulated_conv2d,
     upfirdn2d,
 )
+from pixelfold.layers.conv import conv2d
 from pixelfold.layers.noise import set_noise_skipping
 from pixelfold.layers.upfirdn import filter2d, upsample2d
 from pixelfold.models import Discriminator, DiscriminatorSpec, Generator, presets
@@ -110,6 +111,64 @@ def test_blur_and_downsample_modules_equal_upfirdn2d():
     torch.testing.assert_close(blur(x), upfirdn2d_reference(x, blur.kernel, padding=(2, 1)))
     torch.testing.assert_close(down(x), upfirdn2d_reference(x, down.kernel, down=2,
                                                             padding=down.pad))
+
+
+@pytest.mark.parametrize("stride,padding,size", [(1, 1, 7), (1, 0, 6), (2, 0, 9), (2, 1, 8)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv2d_equals_f_conv2d_to_third_order(stride, padding, size, bias):
+    """pixelfold's conv2d (its own input-gradient node) against F.conv2d: value, gradient,
+    gradient of a function of the input gradient (R1) for the input, weight and bias, and one
+    order more; gradgradcheck on top."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size + 1, dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    b = torch.randn(4, dtype=torch.float64) if bias else None
+
+    def grads(fn):
+        xs = x.clone().requires_grad_(True)
+        ws = w.clone().requires_grad_(True)
+        bs = None if b is None else b.clone().requires_grad_(True)
+        y = fn(xs, ws, bs, stride=stride, padding=padding)
+        (gx,) = torch.autograd.grad(y.square().sum(), xs, create_graph=True)
+        leaves = [xs, ws] + ([bs] if bs is not None else [])
+        second = torch.autograd.grad(gx.pow(3).sum(), leaves, create_graph=True)
+        third = torch.autograd.grad(sum(g.square().sum() for g in second), leaves,
+                                    allow_unused=True)
+        return [y, gx, *second, *third]
+
+    for u, v in zip(grads(conv2d), grads(F.conv2d), strict=True):
+        assert (u is None) == (v is None)
+        if u is not None:
+            torch.testing.assert_close(u, v)
+    xs = x[:, :, :5, :5].clone().requires_grad_(True)
+    ws = w.clone().requires_grad_(True)
+    torch.autograd.gradgradcheck(lambda a, c: conv2d(a, c, None, stride, padding), (xs, ws))
+
+
+def test_conv2d_without_autograd_and_bad_shapes():
+    x, w = torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)
+    with torch.no_grad():
+        assert conv2d(x, w, padding=1).grad_fn is None
+    torch.testing.assert_close(conv2d(x, w, padding=1), F.conv2d(x, w, padding=1))
+    with pytest.raises(ValueError, match=r"weight \(2, 4, 3, 3\)"):
+        conv2d(x, torch.randn(2, 4, 3, 3))
+
+
+def test_conv2d_under_autocast_saves_and_returns_the_autocast_dtype():
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv2d(x, w, padding=1)
+        expected = F.conv2d(x, w, padding=1)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, expected)
+    (gx,) = torch.autograd.grad(y.float().square().sum(), x, create_graph=True)
+    (gw,) = torch.autograd.grad(gx.square().sum(), w)
+    (gx2,) = torch.autograd.grad(expected.float().square().sum(), x, create_graph=True)
+    (gw2,) = torch.autograd.grad(gx2.square().sum(), w)
+    assert gx.dtype == gw.dtype == torch.float32
+    torch.testing.assert_close(gx, gx2)
+    torch.testing.assert_close(gw, gw2, rtol=0.02, atol=0.02 * gw2.abs().max().item())
 
 
 # ---------------------------------------------------------------- noise

@@ -4,6 +4,7 @@ Everything is re-exported flat: ``from pixelfold.layers import PixelFold, Modula
 """
 
 from .activation import BiasLeakyReLU, bias_leaky_relu
+from .conv import conv2d
 from .equalized import EqualConv2d, EqualLinear
 from .fold import (
     ChannelOrder,
@@ -54,6 +55,7 @@ __all__ = [
     "Upsample",
     "bias_leaky_relu",
     "check_noise_mode",
+    "conv2d",
     "coordinate_grid",
     "filter2d",
     "fold_pattern",

@@ -153,11 +153,12 @@ def filter2d(
     convolution itself (no padded copy of ``x``); any other padding falls back to an explicit
     pad or crop. The stride computes only the samples that decimation keeps.
 
-    Without decimation the gradient with respect to ``x`` is the same kind of filter (the
-    flipped kernel, complementary padding), and is computed by this function again, so
-    gradients of gradients (R1, path length) stay depthwise convolutions: autograd's own double
-    backward of a grouped convolution would compute the kernel's gradient one channel at a
-    time, although the kernel is a constant.
+    The gradient with respect to ``x`` is the same kind of filter (without decimation: the
+    flipped kernel with complementary padding; with it: the transposed strided depthwise
+    convolution, whose own gradient is this filter again), so gradients of gradients (R1, path
+    length) stay depthwise convolutions: autograd's own double backward of a grouped
+    convolution would compute the kernel's gradient one channel at a time, although the kernel
+    is a constant.
 
     Args:
         x: images ``(B, C, H, W)``.
@@ -178,8 +179,12 @@ def filter2d(
             pads = pads + pads
         elif len(pads) != 4:
             raise ValueError(f"padding must have 1, 2 or 4 entries, got {padding!r}")
-    if down == 1 and torch.is_grad_enabled() and x.requires_grad:
-        return _Filter2d.apply(x, kernel.detach(), pads)
+    if torch.is_grad_enabled() and x.requires_grad:
+        px0, px1, py0, py1 = pads
+        if down == 1:
+            return _Filter2d.apply(x, kernel.detach(), pads)
+        if px0 == px1 >= 0 and py0 == py1 >= 0:
+            return _StridedFilter2d.apply(x, kernel.detach(), (py0, px0), down)
     return _filter2d(x, kernel, pads, down)  # type: ignore[arg-type]
 
 
@@ -216,6 +221,48 @@ class _Filter2d(torch.autograd.Function):
         px0, px1, py0, py1 = ctx.pads
         pads = (kw - 1 - px0, kw - 1 - px1, kh - 1 - py0, kh - 1 - py1)
         return _Filter2d.apply(grad, kernel.flip([0, 1]), pads), None, None
+
+
+class _StridedFilter2d(torch.autograd.Function):
+    """``filter2d`` with decimation ``down`` and symmetric padding ``(py, px)``, i.e. a strided
+    depthwise convolution; its backward is the transposed convolution
+    ([`_StridedFilter2dTranspose`][]), whose backward is this function again."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int],
+                down: int) -> torch.Tensor:
+        ctx.save_for_backward(kernel)
+        ctx.pad, ctx.down, ctx.size = pad, down, (x.shape[2], x.shape[3])
+        py, px = pad
+        return _filter2d(x, kernel, (px, px, py, py), down)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        (kernel,) = ctx.saved_tensors
+        return (_StridedFilter2dTranspose.apply(grad, kernel, ctx.pad, ctx.down, ctx.size),
+                None, None, None)
+
+
+class _StridedFilter2dTranspose(torch.autograd.Function):
+    """The gradient of [`_StridedFilter2d`][] with respect to its input: a transposed strided
+    depthwise convolution back to the input size ``size``."""
+
+    @staticmethod
+    def forward(ctx: Any, grad: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int],
+                down: int, size: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(kernel)
+        ctx.pad, ctx.down = pad, down
+        kh, kw = kernel.shape
+        extra = tuple(size[i] - ((grad.shape[2 + i] - 1) * down - 2 * pad[i] + kernel.shape[i])
+                      for i in range(2))
+        weight = _filter_weight(kernel, grad, flip=True)
+        return F.conv_transpose2d(grad, weight, stride=down, padding=pad,
+                                  output_padding=extra, groups=grad.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        (kernel,) = ctx.saved_tensors
+        return _StridedFilter2d.apply(grad, kernel, ctx.pad, ctx.down), None, None, None, None
 
 
 def _upsample_1d(x: torch.Tensor, taps: Sequence[float], factor: int, pad0: int,

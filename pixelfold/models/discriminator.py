@@ -13,6 +13,13 @@ Layout for a ``resolution`` of ``R`` and a channel table ``C``:
 All convolutions are equalized and bias-free; the bias of an activated conv lives in its
 [`BiasLeakyReLU`][pixelfold.layers.BiasLeakyReLU]. At 256 with the default table this gives
 28,864,129 parameters, the count of the authors' discriminator.
+
+The forward pass computes the same function with fewer passes over memory: bias, activation
+gain and the residual ``1/sqrt(2)`` are folded into each convolution's weight and bias and the
+leaky ReLU runs in place; the skip path blurs only the pixels its stride-2 1x1 convolution
+reads; the stride-1 convolutions use [`conv2d`][pixelfold.layers.conv2d], whose double
+backward (R1) is cheaper. `benchmarks/reference_impl.py` keeps the straightforward version,
+and the tests compare the two up to R1's parameter gradients.
 """
 
 from __future__ import annotations
@@ -25,11 +32,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..layers import BiasLeakyReLU, Blur, EqualConv2d, EqualLinear, MinibatchStdDev
+from ..layers import (
+    BiasLeakyReLU,
+    Blur,
+    EqualConv2d,
+    EqualLinear,
+    MinibatchStdDev,
+    conv2d,
+    filter2d,
+)
 from .presets import PIXELFOLDER_CHANNELS
-from .pretrained import PretrainedMixin
+from .pretrained import PretrainedMixin, apply_memory_format
 
 __all__ = ["DiscriminatorBlock", "DiscriminatorConv", "Discriminator", "DiscriminatorSpec"]
 
@@ -193,8 +209,32 @@ class DiscriminatorConv(nn.Module):
                                 padding=0 if down else kernel_size // 2, bias=False)
         self.act = BiasLeakyReLU(out_channels) if activate else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(self.blur(x)))
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """``gain * act(conv(blur(x)))``, computed as one convolution with the activation's
+        gain, the ``gain`` argument and the bias folded into its weight and bias (exact: the
+        leaky ReLU is positively homogeneous), then the leaky ReLU in place. A stride-2 1x1
+        convolution (the residual skip) filters only the pixels it reads: the blur runs with
+        stride 2 and the convolution with stride 1."""
+        conv = self.conv
+        stride = conv.stride
+        if isinstance(self.blur, Blur):
+            if conv.kernel_size == 1:  # a 1x1 conv reads only every other blurred pixel
+                x = filter2d(x, self.blur.kernel, self.blur.pad, down=stride)
+                stride = 1
+            else:
+                x = self.blur(x)
+        act = self.act
+        if isinstance(act, BiasLeakyReLU):
+            gain = gain * act.scale
+        weight = conv.weight * (conv.weight_gain * gain)
+        # the stride-1 convolutions take the double backward of R1 through the weight-gradient
+        # kernel; for stride 2 PyTorch's own double backward is faster on CPU
+        fn = conv2d if stride == 1 else F.conv2d
+        if not isinstance(act, BiasLeakyReLU):
+            return fn(x, weight, None, stride=stride, padding=conv.padding)
+        bias = act.bias * gain
+        out = fn(x, weight, bias, stride=stride, padding=conv.padding)
+        return F.leaky_relu_(out, act.negative_slope)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -217,7 +257,9 @@ class DiscriminatorBlock(nn.Module):
                                       blur_kernel=blur_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.conv1(self.conv0(x)) + self.skip(x)) * (1 / math.sqrt(2))
+        # the 1/sqrt(2) is folded into the weights (and bias) of conv1 and skip
+        gain = 1 / math.sqrt(2)
+        return self.conv1(self.conv0(x), gain=gain) + self.skip(x, gain=gain)
 
 
 class Discriminator(PretrainedMixin, nn.Module):
@@ -226,6 +268,9 @@ class Discriminator(PretrainedMixin, nn.Module):
 
     Args:
         spec: the architecture, a :class:`DiscriminatorSpec` (or its dict form).
+        memory_format: layout of the convolution weights, which the activations follow;
+            channels-last by default (the fast layout of oneDNN and of tensor cores),
+            ``torch.contiguous_format`` for NCHW, ``None`` to leave it as the layers create it.
 
     Example:
         >>> D = Discriminator(DiscriminatorSpec(resolution=32, channels={4: 16, 8: 16,
@@ -236,7 +281,8 @@ class Discriminator(PretrainedMixin, nn.Module):
 
     spec_class = DiscriminatorSpec
 
-    def __init__(self, spec: DiscriminatorSpec | dict | None = None) -> None:
+    def __init__(self, spec: DiscriminatorSpec | dict | None = None, *,
+                 memory_format: torch.memory_format | None = torch.channels_last) -> None:
         super().__init__()
         if spec is None:
             spec = DiscriminatorSpec()
@@ -257,6 +303,7 @@ class Discriminator(PretrainedMixin, nn.Module):
         self.final_conv = DiscriminatorConv(c4 + spec.mbstd_num_channels, c4, 3)
         self.final_linear = EqualLinear(c4 * 4 * 4, c4, activation="lrelu")
         self.out = EqualLinear(c4, 1)
+        apply_memory_format(self, memory_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Score a batch of images.

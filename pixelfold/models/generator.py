@@ -20,7 +20,7 @@ from ..layers import (
     check_noise_mode,
     coordinate_grid,
 )
-from .pretrained import PretrainedMixin
+from .pretrained import PretrainedMixin, apply_memory_format
 from .spec import GeneratorSpec, StageSpec
 
 __all__ = ["Generator", "PointwiseConv", "StageBlock", "SynthesisNetwork", "SynthesisStage",
@@ -297,6 +297,12 @@ class Generator(PretrainedMixin, nn.Module):
     Args:
         spec: the architecture, a [`GeneratorSpec`][pixelfold.models.GeneratorSpec] (or its
             dict form).
+        memory_format: layout of the convolution weights, which the activations follow.
+            Channels-last by default: it is the fast layout of oneDNN on CPU (25-60% faster
+            3x3 convolutions at these shapes) and of tensor cores on GPU.
+            ``torch.contiguous_format`` gives a plain NCHW model, as does
+            ``G.to(memory_format=torch.contiguous_format)`` later; ``None`` leaves the layout
+            as the layers create it. Saved weights are always stored contiguous.
 
     Example:
         >>> G = Generator.from_preset("pixelfolder-tiny-32")
@@ -306,7 +312,8 @@ class Generator(PretrainedMixin, nn.Module):
 
     spec_class = GeneratorSpec
 
-    def __init__(self, spec: GeneratorSpec | dict) -> None:
+    def __init__(self, spec: GeneratorSpec | dict, *,
+                 memory_format: torch.memory_format | None = torch.channels_last) -> None:
         super().__init__()
         if isinstance(spec, dict):
             spec = GeneratorSpec.from_dict(spec)
@@ -321,14 +328,18 @@ class Generator(PretrainedMixin, nn.Module):
                                       lr_mul=spec.mapping_lr_mul, w_avg_beta=spec.w_avg_beta,
                                       num_ws=spec.num_ws)
         self.synthesis = SynthesisNetwork(spec)
+        apply_memory_format(self, memory_format)
 
     @classmethod
-    def from_preset(cls, name: str) -> Generator:
+    def from_preset(cls, name: str, *,
+                    memory_format: torch.memory_format | None = torch.channels_last
+                    ) -> Generator:
         """Build a freshly initialized generator from a named preset
-        (see [`presets.names()`][pixelfold.models.presets.names])."""
+        (see [`presets.names()`][pixelfold.models.presets.names]); ``memory_format`` as in
+        the constructor."""
         from . import presets
 
-        return cls(presets.get(name))
+        return cls(presets.get(name), memory_format=memory_format)
 
     def forward(
         self,

@@ -191,3 +191,19 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
 def _short(keys: list[str], n: int = 10) -> str:
     shown = ", ".join(keys[:n])
     return shown + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
+
+
+def apply_memory_format(module: torch.nn.Module,
+                        memory_format: torch.memory_format | None) -> None:
+    """Put the 4-D parameters and buffers of ``module`` in ``memory_format``
+    (``torch.channels_last`` or ``torch.contiguous_format``; ``None`` leaves them as they
+    are). The convolutions of a model follow the layout of its weights: a channels-last model
+    runs channels-last activations, which oneDNN (CPU) and cuDNN (tensor cores) convolve
+    fastest."""
+    if memory_format is None:
+        return
+    if memory_format not in (torch.channels_last, torch.contiguous_format):
+        raise ValueError(f"memory_format must be torch.channels_last, torch.contiguous_format "
+                         f"or None, got {memory_format!r}")
+    module.to(memory_format=memory_format)
+
