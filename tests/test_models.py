@@ -135,6 +135,44 @@ def test_preset_save_load_bit_exact(name, tmp_path):
     assert torch.equal(G(z, noise_mode="const"), H(z, noise_mode="const"))
 
 
+def _layouts(module: torch.nn.Module) -> set[str]:
+    """Layouts of the 4-D tensors with more than one channel and pixel (others are both)."""
+    out = set()
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.ndim == 4 and t.shape[1] > 1 and t.shape[2] * t.shape[3] > 1:
+            out.add("nchw" if t.is_contiguous() else
+                    "cl" if t.is_contiguous(memory_format=torch.channels_last) else "other")
+    return out
+
+
+def test_models_are_channels_last_by_default_and_saved_contiguous(tmp_path):
+    from safetensors.torch import load_file
+
+    from pixelfold.models import Discriminator, DiscriminatorSpec
+
+    torch.manual_seed(0)
+    G = Generator.from_preset("pixelfolder-tiny-32")
+    D = Discriminator(DiscriminatorSpec(resolution=32, channels={4: 8, 8: 8, 16: 8, 32: 8}))
+    assert _layouts(G) == _layouts(D) == {"cl"}
+    z = torch.randn(2, G.z_dim)
+    image = G(z, noise_mode="const")
+    assert image.is_contiguous(memory_format=torch.channels_last)
+    # the same weights in NCHW give the same images
+    H = Generator(G.spec, memory_format=torch.contiguous_format)
+    H.load_state_dict(G.state_dict())
+    assert _layouts(H) == {"nchw"}
+    torch.testing.assert_close(H(z, noise_mode="const"), image, rtol=1e-4, atol=1e-5)
+    assert _layouts(Generator(G.spec, memory_format=None)) == {"nchw"}
+    # saved tensors are contiguous; a loaded model is channels-last again
+    G.save_pretrained(tmp_path / "g")
+    assert all(t.is_contiguous() for t in load_file(tmp_path / "g" / "model.safetensors").values())
+    assert _layouts(Generator.from_pretrained(tmp_path / "g")) == {"cl"}
+    with pytest.raises(ValueError, match="torch.preserve_format"):
+        Generator(G.spec, memory_format=torch.preserve_format)
+    with pytest.raises(ValueError, match="memory_format"):
+        Discriminator(D.spec, memory_format="nhwc")  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------- generator API
 
 
