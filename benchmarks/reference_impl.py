@@ -123,7 +123,7 @@ def reference_synthesis(synthesis: nn.Module, ws: torch.Tensor,
             h = stage.reduce(h)
         if x is not None:
             if stage.spec.merge == "concat":
-                h = stage.merge(torch.cat([h, x], dim=1))
+                h = stage.merge.act(stage.merge.conv(torch.cat([h, x], dim=1)))
             elif stage.spec.merge == "add":
                 h = h + x
         for block in stage.blocks:

@@ -171,6 +171,22 @@ def test_conv2d_under_autocast_saves_and_returns_the_autocast_dtype():
     torch.testing.assert_close(gw, gw2, rtol=0.02, atol=0.02 * gw2.abs().max().item())
 
 
+def test_pointwise_conv_merges_parts_without_concatenating():
+    from pixelfold.models.generator import PointwiseConv
+
+    torch.manual_seed(0)
+    conv = PointwiseConv(5 + 3, 4)
+    with torch.no_grad():
+        conv.act.bias.normal_()
+    shared, per_sample = torch.randn(1, 5, 6, 6), torch.randn(3, 3, 6, 6)
+    whole = torch.cat([shared.expand(3, -1, -1, -1), per_sample], dim=1)
+    expected = conv.act(conv.conv(whole))
+    torch.testing.assert_close(conv(shared, per_sample), expected)
+    torch.testing.assert_close(conv(whole), expected)
+    with pytest.raises(ValueError, match=r"8 input channels in all, got parts of \[5, 4\]"):
+        conv(shared, torch.randn(3, 4, 6, 6))
+
+
 # ---------------------------------------------------------------- noise
 
 

@@ -62,15 +62,42 @@ def test_macs_per_image(name, low, high):
 
 
 def test_style_free_stage_inputs_are_computed_once_per_batch():
-    """The positional encoding and 1x1 input layers do not depend on z: they run once per
-    batch, so per-image MACs at batch 4 are lower by 3/4 of their cost."""
+    """The positional encoding, the 1x1 input layers and the merge convolution's share of
+    them do not depend on z: they run once per batch, so per-image MACs at batch 4 are lower
+    by 3/4 of their cost."""
     G = _meta("pixelfolder-256")
     rows = {r.name: r.macs for r in module_costs(G, depth=4)}
     shared = sum(rows[f"synthesis.stages.{i}.{part}"] for i in range(3)
                  for part in ("fourier", "input_layers"))
     assert shared > 4e8
+    for stage in G.synthesis.stages:
+        if stage.merge is not None:  # its positional input channels, at the merge resolution
+            h, w = stage.spec.reduced_resolution
+            shared += stage.merge.conv.out_channels * stage.spec.reduced_channels * h * w
     assert count_macs(G, batch_size=1) - count_macs(G, batch_size=4) == pytest.approx(
         0.75 * shared, rel=1e-4)
+
+
+def test_style_free_inputs_are_cached_without_autograd_until_weights_change():
+    torch.manual_seed(0)
+    G = Generator.from_preset("pixelfolder-tiny-32").eval()
+    z = torch.randn(2, G.z_dim)
+    stage = G.synthesis.stages[-1]
+    expected = G(z, noise_mode="const")  # autograd on: nothing cached
+    assert stage._positional_cache is None
+    with torch.no_grad():
+        torch.testing.assert_close(G(z, noise_mode="const"), expected)
+        cached = stage._positional_cache
+        assert cached is not None
+        G(z, noise_mode="const")
+        assert stage._positional_cache is cached  # reused
+        stage.fourier.weight.mul_(1.5)  # an in-place change (optimizer step, load_state_dict)
+        changed = G(z, noise_mode="const")
+        assert stage._positional_cache is not cached
+    assert not torch.allclose(changed, expected)
+    torch.testing.assert_close(changed, G(z, noise_mode="const").detach())
+    with torch.inference_mode():
+        torch.testing.assert_close(G(z, noise_mode="const"), changed)
 
 
 def test_profile_table_lists_stages():

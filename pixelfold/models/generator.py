@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..layers import (
@@ -40,8 +41,33 @@ class PointwiseConv(nn.Module):
         self.conv = EqualConv2d(in_channels, out_channels, 1, bias=False)
         self.act = BiasLeakyReLU(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
+        """``act(conv(cat([x, *more], dim=1)))`` without building the concatenation: the
+        convolution is split along its input channels, one per part, and each part may have a
+        batch of 1 (a style-free input shared by the batch, convolved once and broadcast).
+        Bias, leaky ReLU and its gain are folded into the convolution and one in-place
+        activation."""
+        conv, act = self.conv, self.act
+        weight = conv.weight * (conv.weight_gain * act.scale)
+        bias = act.bias * act.scale
+        parts = (x, *more)
+        if sum(p.shape[1] for p in parts) != weight.shape[1]:
+            raise ValueError(f"PointwiseConv expects {weight.shape[1]} input channels in all, "
+                             f"got parts of {[p.shape[1] for p in parts]}")
+        # the part with the full batch carries the bias; the others are added to it
+        order = sorted(range(len(parts)), key=lambda i: -parts[i].shape[0])
+        starts = [0]
+        for p in parts:
+            starts.append(starts[-1] + p.shape[1])
+        out: torch.Tensor | None = None
+        for i in order:
+            w = weight[:, starts[i]:starts[i + 1]]
+            if out is None:
+                out = F.conv2d(parts[i], w, bias)
+            else:
+                out = out.add_(F.conv2d(parts[i], w))
+        assert out is not None
+        return F.leaky_relu_(out, act.negative_slope)
 
 
 class StageBlock(nn.Module):
@@ -133,6 +159,7 @@ class SynthesisStage(nn.Module):
         self.index = index
         self.w_offset = w_offset
         self.style_free_input = st.input_layer == "conv"
+        self._positional_cache: tuple[tuple, torch.Tensor] | None = None
         h, w = st.resolution
         self.register_buffer("coords", coordinate_grid(h, w), persistent=False)
         self.fourier = (FourierFeatures(st.fourier_channels, learned=st.fourier_learned)
@@ -184,7 +211,31 @@ class SynthesisStage(nn.Module):
     def positional_input(self, batch_size: int) -> torch.Tensor:
         """The stage input before reduction: positional encoding through the input layers when
         they are style-free (computed once, then expanded over the batch), else the positional
-        encoding itself."""
+        encoding itself.
+
+        Without autograd (``torch.no_grad``, ``torch.inference_mode``) and outside
+        ``torch.compile``, the style-free result is cached until a tensor it depends on
+        changes (an optimizer step, ``load_state_dict``, a move to another device or dtype).
+        """
+        if self.style_free_input and not torch.is_grad_enabled() \
+                and not torch.compiler.is_compiling():
+            key = self._positional_key()
+            cached = self._positional_cache
+            if cached is None or cached[0] != key:
+                cached = (key, self._positional_input())
+                self._positional_cache = cached
+            return cached[1].expand(batch_size, -1, -1, -1)
+        return self._positional_input().expand(batch_size, -1, -1, -1)
+
+    def _positional_key(self) -> tuple[tuple[int, int, torch.dtype], ...]:
+        """Identity and version of every tensor the style-free input depends on."""
+        modules = [m for m in (self.fourier, self.coord_embedding, self.input_layers)
+                   if m is not None]
+        tensors = [self.coords] + [t for m in modules
+                                   for t in (*m.parameters(), *m.buffers())]
+        return tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+
+    def _positional_input(self) -> torch.Tensor:
         feats = []
         if self.fourier is not None:
             feats.append(self.fourier(self.coords))
@@ -195,7 +246,7 @@ class SynthesisStage(nn.Module):
             for layer in self.input_layers:
                 x = layer(x)
             x = self.reduce(x)
-        return x.expand(batch_size, -1, -1, -1)
+        return x
 
     def forward(
         self,
@@ -207,21 +258,22 @@ class SynthesisStage(nn.Module):
         """Run the stage. ``ws`` is the full ``(B, num_ws, w_dim)``; ``prev`` the previous
         stage's output features; ``rgb`` the running RGB. Returns ``(features, rgb)``."""
         k = self.w_offset
-        x = self.positional_input(ws.shape[0]).to(ws.dtype)
+        batch = ws.shape[0]
+        # a style-free input is the same for every sample: keep its batch of 1 as long as
+        # possible (the merge convolves it once)
+        x = self.positional_input(1 if self.style_free_input else batch).to(ws.dtype)
         if not self.style_free_input:
             for layer in self.input_layers:
                 x = layer(x, ws[:, k], noise_mode)
                 k += 1
             x = self.reduce(x)
-        if prev is not None:
-            if self.spec.merge == "concat":
-                if prev.is_contiguous(memory_format=torch.channels_last):
-                    # channels-last model: concatenating the (NCHW) positional input as is
-                    # would give an NCHW result, which the merge conv transposes again
-                    x = x.contiguous(memory_format=torch.channels_last)
-                x = self.merge(torch.cat([x, prev], dim=1))  # type: ignore[misc]
-            elif self.spec.merge == "add":
-                x = x + prev
+        if prev is not None and self.spec.merge == "concat":
+            # merge(cat([x, prev])), the concatenation never built
+            x = self.merge(x, prev)  # type: ignore[misc]
+        elif prev is not None and self.spec.merge == "add":
+            x = x + prev
+        else:
+            x = x.expand(batch, -1, -1, -1)
         for block in self.blocks:
             x, rgb = block(x, ws[:, k:k + 3], rgb, noise_mode)
             k += 2
