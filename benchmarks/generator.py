@@ -13,7 +13,9 @@ Rows of the table, per preset (same weights, same noise draws):
   tensors with the same shapes, layout and dtype: a floor for what the whole generator can
   reach on this machine (its ToRGB matrix products, mapping network and element-wise work are
   left out);
-* ablations (``--ablations``): the fast path in NCHW, and with zero-strength noise skipped.
+* ablations (``--ablations``): the fast path in NCHW, with zero-strength noise skipped, with
+  ``noise_mode="none"``, and with the style-free stage inputs recomputed on every call instead
+  of cached.
 
 Noise strengths are set to 0.1 (a trained model's are non-zero; a fresh model's are exactly 0,
 which would let ``skip_zero_strength`` flatter the fast path), and every variant draws fresh
@@ -185,6 +187,13 @@ def time_preset(name: str, args: argparse.Namespace, device: torch.device,
         set_noise_skipping(G_skip, True)
         fns["fast, zero-strength noise skipped"] = fast(G_skip)
         fns["fast, noise_mode='none'"] = fast(G, "none")
+        uncached = fast(G)
+
+        def recomputed() -> torch.Tensor:
+            for stage in G.synthesis.stages:  # drop the cached style-free stage inputs
+                stage._positional_cache = None
+            return uncached()
+        fns["fast, style-free inputs recomputed"] = recomputed
 
     times = interleaved_timings(fns, args.iters, args.warmup, device)
     macs = gmacs_per_image(name)
