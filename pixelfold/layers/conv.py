@@ -73,7 +73,7 @@ def _weight_grad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stri
 
 
 class _Conv2d(torch.autograd.Function):
-    """``F.conv2d`` whose input gradient is a [`_Conv2dInputGrad`][] node."""
+    """``F.conv2d`` whose input gradient is a ``_Conv2dInputGrad`` node."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -226,7 +226,7 @@ class _Filter2d(torch.autograd.Function):
 class _StridedFilter2d(torch.autograd.Function):
     """``filter2d`` with decimation ``down`` and symmetric padding ``(py, px)``, i.e. a strided
     depthwise convolution; its backward is the transposed convolution
-    ([`_StridedFilter2dTranspose`][]), whose backward is this function again."""
+    (``_StridedFilter2dTranspose``), whose backward is this function again."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int],
@@ -244,7 +244,7 @@ class _StridedFilter2d(torch.autograd.Function):
 
 
 class _StridedFilter2dTranspose(torch.autograd.Function):
-    """The gradient of [`_StridedFilter2d`][] with respect to its input: a transposed strided
+    """The gradient of ``_StridedFilter2d`` with respect to its input: a transposed strided
     depthwise convolution back to the input size ``size``."""
 
     @staticmethod
