@@ -19,6 +19,7 @@ from benchmarks.reference_impl import (
 from pixelfold.layers import (
     Blur,
     Downsample,
+    EqualConv2d,
     NoiseInjection,
     StyledConv2d,
     ToRGB,
@@ -368,6 +369,42 @@ def test_discriminator_and_r1_equal_reference():
             assert (u is None) == (v is None)
             if u is not None:
                 torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6)
+
+
+def test_r1_through_the_discriminator_runs_few_convolutions():
+    """A structural guard for R1's cost: every filter of the discriminator keeps a depthwise
+    double backward. Autograd's generic double backward of a grouped convolution runs one
+    convolution per channel (here 64 per blur), which would push the count into the
+    hundreds."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountConvolutions(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.convolution,
+                                       torch.ops.aten.convolution_backward):
+                self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    D = Discriminator(DiscriminatorSpec(resolution=16, channels={4: 64, 8: 64, 16: 64}))
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    with CountConvolutions() as counter:
+        (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+        grad.square().sum().backward()
+    convs = 1 + 3 * len(D.blocks) + 1  # from_rgb, three per block, final_conv
+    assert 0 < counter.count < 12 * convs, counter.count  # 68 when written
+    assert all(m.weight.grad is not None for m in D.modules() if isinstance(m, EqualConv2d))
+    # the same R1 through the straightforward implementation's blurs
+    with CountConvolutions() as reference:
+        (grad,) = torch.autograd.grad(reference_discriminator(D, x).sum(), x,
+                                      create_graph=True)
+        grad.square().sum().backward()
+    assert reference.count > 64 * len(D.blocks) > 0  # 312 when written
+    assert reference.count > 3 * counter.count
 
 
 def test_bfloat16_autocast_close_to_float32():

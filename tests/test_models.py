@@ -98,6 +98,11 @@ def test_style_free_inputs_are_cached_without_autograd_until_weights_change():
     torch.testing.assert_close(changed, G(z, noise_mode="const").detach())
     with torch.inference_mode():
         torch.testing.assert_close(G(z, noise_mode="const"), changed)
+        # a model created under inference_mode has no version counters: no cache, same output
+        H = Generator(G.spec)
+        H.load_state_dict(G.state_dict())
+        torch.testing.assert_close(H(z, noise_mode="const"), changed)
+        assert H.synthesis.stages[-1]._positional_cache is None
 
 
 def test_profile_table_lists_stages():

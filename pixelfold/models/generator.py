@@ -220,19 +220,24 @@ class SynthesisStage(nn.Module):
         if self.style_free_input and not torch.is_grad_enabled() \
                 and not torch.compiler.is_compiling():
             key = self._positional_key()
-            cached = self._positional_cache
-            if cached is None or cached[0] != key:
-                cached = (key, self._positional_input())
-                self._positional_cache = cached
-            return cached[1].expand(batch_size, -1, -1, -1)
+            if key is not None:
+                cached = self._positional_cache
+                if cached is None or cached[0] != key:
+                    cached = (key, self._positional_input())
+                    self._positional_cache = cached
+                return cached[1].expand(batch_size, -1, -1, -1)
         return self._positional_input().expand(batch_size, -1, -1, -1)
 
-    def _positional_key(self) -> tuple[tuple[int, int, torch.dtype], ...]:
-        """Identity and version of every tensor the style-free input depends on."""
+    def _positional_key(self) -> tuple[tuple[int, int, torch.dtype], ...] | None:
+        """Identity and version of every tensor the style-free input depends on; ``None``
+        when one of them has no version counter (a model created under
+        ``torch.inference_mode``), which disables the cache."""
         modules = [m for m in (self.fourier, self.coord_embedding, self.input_layers)
                    if m is not None]
         tensors = [self.coords] + [t for m in modules
                                    for t in (*m.parameters(), *m.buffers())]
+        if any(t.is_inference() for t in tensors):
+            return None
         return tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
 
     def _positional_input(self) -> torch.Tensor:
