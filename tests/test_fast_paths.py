@@ -306,7 +306,7 @@ def _compare_generator(name: str, batch: int, channels_last: bool, rtol: float,
                        atol: float) -> None:
     torch.manual_seed(0)
     G = _tiny_deconv() if name == "tiny-deconv" else Generator.from_preset(name)
-    G = _trained_like(G.eval())
+    G = _trained_like(G.eval()).to(memory_format=torch.contiguous_format)
     z = torch.randn(batch, G.z_dim)
     with torch.no_grad():
         torch.manual_seed(1)
@@ -348,10 +348,12 @@ def test_generator_gradients_equal_reference():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_discriminator_and_r1_equal_reference():
+@pytest.mark.parametrize("blur_kernel", [(1, 3, 3, 1), (1, 2, 1)])
+def test_discriminator_and_r1_equal_reference(blur_kernel):
     torch.manual_seed(0)
     D = _trained_like(Discriminator(DiscriminatorSpec(
-        resolution=32, channels={4: 16, 8: 16, 16: 8, 32: 8})))
+        resolution=32, channels={4: 16, 8: 16, 16: 8, 32: 8}, blur_kernel=blur_kernel),
+        memory_format=torch.contiguous_format))
     x = torch.randn(4, 3, 32, 32)
     for model_x in (x, x.contiguous(memory_format=CL)):
         model = D.to(memory_format=CL) if model_x.is_contiguous(memory_format=CL) else D
