@@ -59,11 +59,13 @@ def _modconv_grouped(conv: nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch
         wb = wb * torch.rsqrt(wb.square().sum([2, 3, 4]) + conv.eps)[:, :, None, None, None]
     cout, k = wb.shape[1], wb.shape[-1]
     if conv.up == 2:
-        wb = wb.transpose(1, 2).reshape(b * cin, cout, k, k).to(x.dtype)
+        wb = wb.transpose(1, 2).reshape(b * cin, cout, k, k).to(x.dtype).contiguous()
         out = F.conv_transpose2d(x.reshape(1, b * cin, h, wd), wb, stride=2, groups=b)
         out = out.reshape(b, cout, out.shape[2], out.shape[3])
         return upfirdn2d_reference(out, conv.blur.kernel, padding=conv.blur.pad)
-    wb = wb.reshape(b * cout, cin, k, k).to(x.dtype)
+    # contiguous: grouped 1x1 weights with the odd strides of a channels-last product get
+    # wrong weight gradients from oneDNN on one thread (PyTorch 2.14.1, CPU)
+    wb = wb.reshape(b * cout, cin, k, k).to(x.dtype).contiguous()
     out = F.conv2d(x.reshape(1, b * cin, h, wd), wb, padding=conv.padding, groups=b)
     return out.reshape(b, cout, h, wd)
 

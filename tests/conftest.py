@@ -22,7 +22,10 @@ settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# with pytest-xdist, share the cores between the workers: two workers with two threads each
+# on two cores oversubscribe them (OpenMP threads spin), which made some files 10x slower
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // max(_workers, 1))))
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ from pixelfold.layers import (
     Blur,
     Downsample,
     EqualConv2d,
+    ModulatedConv2d,
     NoiseInjection,
     StyledConv2d,
     ToRGB,
@@ -346,6 +347,37 @@ def test_generator_gradients_equal_reference():
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_channels_last_gradients_equal_float64_on_any_thread_count(threads):
+    """The default (channels-last) generator's gradients against a float64 NCHW copy, on one
+    and two threads: oneDNN picks different kernels per thread count, and one of them gave
+    wrong weight gradients for grouped 1x1 convolutions with oddly strided weights."""
+    import copy
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        G = _trained_like(Generator.from_preset("pixelfolder-tiny-32"))
+        z = torch.randn(2, G.z_dim)
+        G64 = copy.deepcopy(G).double().to(memory_format=torch.contiguous_format)
+        for path in ("auto", "grouped", "batched"):
+            for m in G.modules():
+                if isinstance(m, ModulatedConv2d):
+                    m.path = path
+            grads = torch.autograd.grad(G(z, noise_mode="const").square().mean(),
+                                        list(G.parameters()), allow_unused=True)
+            truth = torch.autograd.grad(G64(z.double(), noise_mode="const").square().mean(),
+                                        list(G64.parameters()), allow_unused=True)
+            for (name, _), a, t in zip(G.named_parameters(), grads, truth, strict=True):
+                assert (a is None) == (t is None), name
+                if a is not None:
+                    err = (a.double() - t).abs().max() / (t.abs().max() + 1e-12)
+                    assert err < 1e-3, (path, name, err.item())
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("blur_kernel", [(1, 3, 3, 1), (1, 2, 1)])

@@ -148,12 +148,15 @@ def modulated_conv2d(
     if b == 1 and not transposed:
         wb = (weight * factor[0, :, :, None, None]).to(dtype)
         return F.conv2d(x, wb, None if bias is None else bias.to(dtype), padding=padding)
+    # contiguous per-sample weights: the strides a channels-last weight gives this product
+    # are ones oneDNN mishandles in some kernels (wrong grouped 1x1 weight gradients on one
+    # thread with PyTorch 2.14.1), and the copy is small
     wb = weight[None] * factor[:, :, :, None, None]
     if transposed:
-        wb = wb.transpose(1, 2).reshape(b * cin, cout, kh, kw).to(dtype)
+        wb = wb.transpose(1, 2).reshape(b * cin, cout, kh, kw).to(dtype).contiguous()
         out = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wb, stride=2, groups=b)
     else:
-        wb = wb.reshape(b * cout, cin, kh, kw).to(dtype)
+        wb = wb.reshape(b * cout, cin, kh, kw).to(dtype).contiguous()
         out = F.conv2d(x.reshape(1, b * cin, h, w), wb,
                        None if bias is None else bias.to(dtype).repeat(b),
                        padding=padding, groups=b)
