@@ -338,3 +338,34 @@ def test_docs_presets_table_is_current():
     proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_generator_and_discriminator_export_to_onnx(tmp_path):
+    """The whole default (channels-last, fast-path) generator and discriminator export with
+    ``torch.onnx.export(dynamo=True)`` and onnxruntime reproduces them."""
+    ort = pytest.importorskip("onnxruntime")
+    from pixelfold.models import Discriminator, DiscriminatorSpec
+
+    class Sample(torch.nn.Module):
+        def __init__(self, G: Generator) -> None:
+            super().__init__()
+            self.G = G
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return self.G(z, noise_mode="const", truncation_psi=0.7)
+
+    torch.manual_seed(0)
+    G = Generator.from_preset("pixelfolder-tiny-32").eval()
+    D = Discriminator(DiscriminatorSpec(resolution=32, channels={4: 16, 8: 16, 16: 8,
+                                                                 32: 8})).eval()
+    z = torch.randn(2, G.z_dim)
+    for name, model, x in (("g", Sample(G).eval(), z), ("d", D, torch.randn(4, 3, 32, 32))):
+        with torch.no_grad():
+            expected = model(x)
+            program = torch.onnx.export(model, (x,), dynamo=True)
+        assert program is not None
+        path = tmp_path / f"{name}.onnx"
+        program.save(str(path))
+        session = ort.InferenceSession(str(path))
+        (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-4, atol=1e-4)
