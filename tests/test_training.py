@@ -294,6 +294,7 @@ def test_parse_args_and_errors(capsys):
                       "--no-hflip", "--mixed-precision", "bf16"])
     assert cfg.batch_size == 2 and cfg.d_channels == {32: 8, 16: 8, 8: 8, 4: 8}
     assert not cfg.hflip and cfg.mixed_precision == "bf16"
+    assert cfg.cudnn_benchmark and not parse_args(["--no-cudnn-benchmark"]).cudnn_benchmark
     with pytest.raises(SystemExit):
         parse_args(["--resolution", "100"])
     assert "resolution must be a power of two, got 100" in capsys.readouterr().err

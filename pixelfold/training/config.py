@@ -48,6 +48,9 @@ class TrainConfig:
         resize_filter: resize filter for the data.
         jpeg_quality: re-encode training images as JPEG at this quality first (authors: 85).
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"``.
+        cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms for the (fixed)
+            shapes of training and keep the fastest (``torch.backends.cudnn.benchmark``, as
+            NVlabs' StyleGAN2 trainers do); ignored elsewhere.
         seed: global seed.
         checkpointing_steps: save a checkpoint every N steps.
         checkpoints_total_limit: keep the last K checkpoints.
@@ -86,6 +89,7 @@ class TrainConfig:
     resize_filter: str = "box"
     jpeg_quality: int | None = None
     mixed_precision: str = "no"
+    cudnn_benchmark: bool = True
     seed: int = 0
     checkpointing_steps: int = 5000
     checkpoints_total_limit: int | None = 3
@@ -192,6 +196,8 @@ def build_arg_parser(defaults: TrainConfig | None = None,
                    choices=["box", "bilinear", "bicubic", "lanczos", "nearest"])
     p.add_argument("--jpeg-quality", type=_optional_int, default=d.jpeg_quality)
     p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "bf16", "fp16"])
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction,
+                   default=d.cudnn_benchmark)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--checkpointing-steps", type=int, default=d.checkpointing_steps)
     p.add_argument("--checkpoints-total-limit", type=_optional_int,

@@ -146,6 +146,8 @@ class GANTrainer:
                 dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
             )
         self.accelerator = accelerator
+        if accelerator.device.type == "cuda":
+            torch.backends.cudnn.benchmark = config.cudnn_benchmark
         from accelerate.utils import set_seed
 
         set_seed(config.seed, device_specific=True)
