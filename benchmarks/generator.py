@@ -306,6 +306,8 @@ def main() -> None:
     if args.iters is None:
         args.iters = 2 if args.quick else 5
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes, as pixelfold's trainer does
     dtype = DTYPES[args.dtype]
     presets_list = [p.strip() for p in args.presets.split(",") if p.strip()]
 

@@ -242,6 +242,8 @@ def main() -> None:
                             else ("1" if args.quick else "2"))
     iters = args.iters or (2 if args.quick else 3)
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes, as pixelfold's trainer does
     info = machine_info(device)
     print(f"# {info['cpu']}, {info['cpu_cores_visible']} cores visible, "
           f"{info['torch_threads']} torch threads, torch {info['torch']}"
