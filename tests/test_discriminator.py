@@ -93,6 +93,20 @@ def test_wrong_input_shape_raises():
         D(torch.randn(2, 3, 64, 64))
 
 
+def test_conv_gain_scales_the_output_and_must_be_positive():
+    torch.manual_seed(0)
+    D = Discriminator(DiscriminatorSpec(resolution=8, channels={4: 4, 8: 4}))
+    with torch.no_grad():
+        D.from_rgb.act.bias.normal_()
+    x = torch.randn(2, 3, 8, 8)
+    layer = D.from_rgb
+    expected = layer.act(layer.conv(x))
+    torch.testing.assert_close(layer(x), expected)
+    torch.testing.assert_close(layer(x, gain=0.5), 0.5 * expected)
+    with pytest.raises(ValueError, match="gain must be positive.*got -1.0"):
+        layer(x, gain=-1.0)
+
+
 def test_minibatch_std_changes_output():
     """The mbstd statistic couples samples: the score of sample 0 depends on sample 1."""
     D = _tiny(32)

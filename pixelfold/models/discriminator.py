@@ -215,6 +215,9 @@ class DiscriminatorConv(nn.Module):
         leaky ReLU is positively homogeneous), then the leaky ReLU in place. A stride-2 1x1
         convolution (the residual skip) filters only the pixels it reads: the blur runs with
         stride 2 and the convolution with stride 1."""
+        if not gain > 0:
+            raise ValueError(f"DiscriminatorConv: gain must be positive (it is folded through "
+                             f"the leaky ReLU), got {gain!r}")
         conv = self.conv
         stride = conv.stride
         if isinstance(self.blur, Blur):
