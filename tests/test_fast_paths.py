@@ -490,3 +490,21 @@ def test_upsample_kernel_matches_make_kernel():
     up = Upsample((1, 3, 3, 1), 2)
     t = torch.tensor(up.taps)
     torch.testing.assert_close(t[:, None] * t[None, :], make_kernel([1, 3, 3, 1]) * 4)
+
+
+def test_device_check_script_passes_on_cpu(tmp_path):
+    """benchmarks/check_device.py, the fast-path checks to run on a GPU machine, passes here."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "check.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "check_device.py"),
+                           "--device", "cpu", "--no-compile", "--json-out", str(out)],
+                          capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = json.loads(out.read_text())["results"]
+    assert len(results) >= 12 and all(r["ok"] for r in results)
+    assert "12 of 12 checks passed" in proc.stdout
