@@ -340,6 +340,30 @@ def test_docs_presets_table_is_current():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("preset", ["pixelfolder-tiny-32", "cips-tiny-32"])
+def test_gradients_have_the_strides_of_their_parameters(preset):
+    """DistributedDataParallel copies each gradient into a bucket view with its parameter's
+    strides and warns ("grad strides do not match bucket view strides") when they differ,
+    also for size-1 dimensions, where they describe the same memory. After a G step, a D step
+    and an R1 pass, every gradient has its parameter's strides."""
+    from pixelfold.models import Discriminator, DiscriminatorSpec
+    from pixelfold.training import r1_penalty
+
+    torch.manual_seed(0)
+    G = Generator.from_preset(preset)
+    D = Discriminator(DiscriminatorSpec(resolution=32, channels={4: 16, 8: 16, 16: 8, 32: 8}))
+    D(G(torch.randn(4, G.z_dim))).sum().backward()
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+    r1_penalty(x, D(x)).backward()
+    checked = 0
+    for model in (G, D):
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                assert p.grad.stride() == p.stride(), (name, p.stride(), p.grad.stride())
+                checked += 1
+    assert checked > 20
+
+
 def test_generator_and_discriminator_export_to_onnx(tmp_path):
     """The whole default (channels-last, fast-path) generator and discriminator export with
     ``torch.onnx.export(dynamo=True)`` and onnxruntime reproduces them."""

@@ -4,6 +4,7 @@ run time by ``lr_mul / sqrt(fan_in)`` so that Adam's per-parameter step is the s
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,33 @@ def _positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose gradient gets canonical contiguous strides."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor) -> torch.Tensor:
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        # not grad.contiguous(): that keeps the strides of size-1 dimensions as they are
+        return grad.clone(memory_format=torch.contiguous_format)
+
+
+def contiguous_grad(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` itself, but its gradient arrives with canonical contiguous strides.
+
+    A weight with a dimension of size 1 (a ``(1, C)`` linear weight, an ``(O, I, 1, 1)``
+    convolution weight) can get a gradient whose strides differ from the weight's in that
+    dimension (a transposed matrix product, a convolution of channels-last activations): the
+    same memory, but DistributedDataParallel compares strides and warns "grad strides do not
+    match bucket view strides". The weights of pixelfold's models are contiguous in such
+    dimensions, so their gradients are made so too (a copy of a small tensor)."""
+    if not (weight.requires_grad and torch.is_grad_enabled()) or 1 not in weight.shape:
+        return weight
+    return _ContiguousGrad.apply(weight)
 
 
 class EqualLinear(nn.Module):
@@ -72,7 +100,7 @@ class EqualLinear(nn.Module):
         self.weight_gain = self.lr_mul / math.sqrt(in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight * self.weight_gain
+        weight = contiguous_grad(self.weight) * self.weight_gain
         bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation == "lrelu":
             return bias_leaky_relu(F.linear(x, weight), bias)

@@ -44,6 +44,7 @@ from ..layers import (
     conv2d,
     filter2d,
 )
+from ..layers.equalized import contiguous_grad
 from .presets import PIXELFOLDER_CHANNELS
 from .pretrained import PretrainedMixin, apply_memory_format
 
@@ -229,7 +230,8 @@ class DiscriminatorConv(nn.Module):
         act = self.act
         if isinstance(act, BiasLeakyReLU):
             gain = gain * act.scale
-        weight = conv.weight * (conv.weight_gain * gain)
+        # 1x1: the weight gradient of a channels-last convolution has other strides
+        weight = contiguous_grad(conv.weight) * (conv.weight_gain * gain)
         # the stride-1 convolutions take the double backward of R1 through the weight-gradient
         # kernel; for stride 2 PyTorch's own double backward is faster on CPU
         fn = conv2d if stride == 1 else F.conv2d

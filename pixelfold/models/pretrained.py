@@ -199,11 +199,26 @@ def apply_memory_format(module: torch.nn.Module,
     (``torch.channels_last`` or ``torch.contiguous_format``; ``None`` leaves them as they
     are). The convolutions of a model follow the layout of its weights: a channels-last model
     runs channels-last activations, which oneDNN (CPU) and cuDNN (tensor cores) convolve
-    fastest."""
+    fastest.
+
+    Tensors of 1x1 spatial size (1x1 convolution weights, ``(1, C, 1, 1)`` biases) stay
+    contiguous: channels-last means nothing for them, and their gradients come back with
+    contiguous strides, which DistributedDataParallel would otherwise warn about ("grad
+    strides do not match bucket view strides") and copy on every step."""
     if memory_format is None:
         return
     if memory_format not in (torch.channels_last, torch.contiguous_format):
         raise ValueError(f"memory_format must be torch.channels_last, torch.contiguous_format "
                          f"or None, got {memory_format!r}")
-    module.to(memory_format=memory_format)
+    for sub in module.modules():
+        for param in sub.parameters(recurse=False):
+            if param.ndim == 4:
+                fmt = memory_format if param.shape[2] * param.shape[3] > 1 \
+                    else torch.contiguous_format
+                param.data = param.data.contiguous(memory_format=fmt)
+        for name, buf in sub.named_buffers(recurse=False):
+            if buf is not None and buf.ndim == 4:
+                fmt = memory_format if buf.shape[2] * buf.shape[3] > 1 \
+                    else torch.contiguous_format
+                sub._buffers[name] = buf.contiguous(memory_format=fmt)
 
