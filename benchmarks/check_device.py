@@ -31,8 +31,9 @@ from benchmarks._common import format_table, machine_info, write_json  # noqa: E
 from benchmarks.reference_impl import (  # noqa: E402
     reference_discriminator,
     reference_generator,
+    trained_like,
 )
-from pixelfold.layers import NoiseInjection, conv2d, filter2d, upfirdn2d  # noqa: E402
+from pixelfold.layers import conv2d, filter2d, upfirdn2d  # noqa: E402
 from pixelfold.models import Discriminator, DiscriminatorSpec, Generator  # noqa: E402
 
 
@@ -48,19 +49,6 @@ def rel_error(a: Iterable[torch.Tensor | None], b: Iterable[torch.Tensor | None]
         x, y = x.detach().double(), y.detach().double()
         worst = max(worst, ((x - y).abs().max() / y.abs().max().clamp_min(1e-12)).item())
     return worst
-
-
-def trained_like(module: torch.nn.Module) -> torch.nn.Module:
-    """Non-zero noise strengths and biases, as after training, so every term is exercised."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, NoiseInjection):
-                m.weight.fill_(0.3)
-        for name, p in module.named_parameters():
-            if name.endswith("bias") and not p.any():
-                p.copy_(0.2 * torch.randn(p.shape, generator=gen).to(p))
-    return module
 
 
 def generator(name: str, device: torch.device) -> Generator:

@@ -28,11 +28,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelfold.layers import Blur, StyledConv2d, ToRGB
+from pixelfold.layers import Blur, NoiseInjection, StyledConv2d, ToRGB
 from pixelfold.models import Discriminator, Generator
 
 __all__ = ["reference_discriminator", "reference_generator", "reference_styled_conv",
-           "reference_synthesis", "reference_to_rgb", "upfirdn2d_reference"]
+           "reference_synthesis", "reference_to_rgb", "trained_like", "upfirdn2d_reference"]
+
+
+def trained_like(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Give zero-initialized parameters (noise strengths, biases) non-zero values, as training
+    would, so that comparisons with the fast paths exercise every term (in place; returns
+    ``module``)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(0.3)
+        for name, p in module.named_parameters():
+            if name.endswith("bias") and not p.any():
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen).to(p))
+    return module
 
 
 def upfirdn2d_reference(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from benchmarks.reference_impl import (
     reference_discriminator,
     reference_generator,
+    trained_like,
     upfirdn2d_reference,
 )
 from pixelfold.layers import (
@@ -35,20 +36,6 @@ from pixelfold.layers.upfirdn import filter2d, upsample2d
 from pixelfold.models import Discriminator, DiscriminatorSpec, Generator, presets
 
 CL = torch.channels_last
-
-
-def _trained_like(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give zero-initialized parameters (noise strengths, biases) non-zero values, as training
-    would, so that the comparisons exercise every term."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, NoiseInjection):
-                m.weight.fill_(0.3)
-        for name, p in module.named_parameters():
-            if name.endswith("bias") and not p.any():
-                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-    return module
 
 
 # ---------------------------------------------------------------- FIR filters
@@ -256,7 +243,7 @@ def test_modulated_conv2d_bias_and_gain(path, batch, k, demodulate):
                          [(1, 3, "auto"), (3, 3, "auto"), (3, 1, "auto"), (3, 3, "grouped")])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_styled_conv_fused_equals_unfused(batch, k, path, channels_last):
-    block = _trained_like(StyledConv2d(6, 8, k, 16, resolution=5, path=path)).double()
+    block = trained_like(StyledConv2d(6, 8, k, 16, resolution=5, path=path)).double()
     x = torch.randn(batch, 6, 5, 5, dtype=torch.float64)
     if channels_last:
         block, x = block.to(memory_format=CL), x.contiguous(memory_format=CL)
@@ -283,7 +270,7 @@ def test_styled_conv_fused_equals_unfused(batch, k, path, channels_last):
 
 
 def test_to_rgb_fused_bias_equals_reference():
-    layer = _trained_like(ToRGB(8, 16))
+    layer = trained_like(ToRGB(8, 16))
     x, w, skip = torch.randn(3, 8, 8, 8), torch.randn(3, 16), torch.randn(3, 3, 4, 4)
     from benchmarks.reference_impl import reference_to_rgb
 
@@ -307,7 +294,7 @@ def _compare_generator(name: str, batch: int, channels_last: bool, rtol: float,
                        atol: float) -> None:
     torch.manual_seed(0)
     G = _tiny_deconv() if name == "tiny-deconv" else Generator.from_preset(name)
-    G = _trained_like(G.eval()).to(memory_format=torch.contiguous_format)
+    G = trained_like(G.eval()).to(memory_format=torch.contiguous_format)
     z = torch.randn(batch, G.z_dim)
     with torch.no_grad():
         torch.manual_seed(1)
@@ -335,7 +322,7 @@ def test_pixelfolder_256_fast_equals_reference_batch_1():
 
 def test_generator_gradients_equal_reference():
     torch.manual_seed(0)
-    G = _trained_like(Generator.from_preset("pixelfolder-tiny-32"))
+    G = trained_like(Generator.from_preset("pixelfolder-tiny-32"))
     z = torch.randn(2, G.z_dim)
     params = list(G.parameters())
     torch.manual_seed(1)
@@ -360,7 +347,7 @@ def test_channels_last_gradients_equal_float64_on_any_thread_count(threads):
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        G = _trained_like(Generator.from_preset("pixelfolder-tiny-32"))
+        G = trained_like(Generator.from_preset("pixelfolder-tiny-32"))
         z = torch.randn(2, G.z_dim)
         G64 = copy.deepcopy(G).double().to(memory_format=torch.contiguous_format)
         for path in ("auto", "grouped", "batched"):
@@ -383,7 +370,7 @@ def test_channels_last_gradients_equal_float64_on_any_thread_count(threads):
 @pytest.mark.parametrize("blur_kernel", [(1, 3, 3, 1), (1, 2, 1)])
 def test_discriminator_and_r1_equal_reference(blur_kernel):
     torch.manual_seed(0)
-    D = _trained_like(Discriminator(DiscriminatorSpec(
+    D = trained_like(Discriminator(DiscriminatorSpec(
         resolution=32, channels={4: 16, 8: 16, 16: 8, 32: 8}, blur_kernel=blur_kernel),
         memory_format=torch.contiguous_format))
     x = torch.randn(4, 3, 32, 32)
@@ -443,7 +430,7 @@ def test_r1_through_the_discriminator_runs_few_convolutions():
 
 def test_bfloat16_autocast_close_to_float32():
     torch.manual_seed(0)
-    G = _trained_like(Generator.from_preset("pixelfolder-tiny-32").eval())
+    G = trained_like(Generator.from_preset("pixelfolder-tiny-32").eval())
     z = torch.randn(2, G.z_dim)
     with torch.inference_mode():
         ref = G(z, noise_mode="const")
@@ -461,7 +448,7 @@ def test_generator_compiles_without_graph_breaks():
     random noise drawn inside the graph."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-    G = _trained_like(Generator.from_preset("pixelfolder-tiny-32"))
+    G = trained_like(Generator.from_preset("pixelfolder-tiny-32"))
     z = torch.randn(2, G.z_dim)
     weight = G.synthesis.stages[0].blocks[0].conv0.conv.weight
     compiled = torch.compile(G, fullgraph=True, backend="aot_eager")

@@ -12,12 +12,13 @@ ordinary backward uses. Values and gradients of every order are those of ``F.con
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["conv2d"]
+__all__ = ["conv2d", "transposed_output_padding"]
 
 
 def conv2d(
@@ -63,6 +64,15 @@ def conv2d(
     return _Conv2d.apply(x, weight, bias, int(stride), int(padding))
 
 
+def transposed_output_padding(size: Sequence[int], out_size: Sequence[int], stride: int,
+                              padding: Sequence[int], kernel: Sequence[int]) -> list[int]:
+    """The ``output_padding`` (per axis) with which ``conv_transpose2d`` maps the
+    ``out_size`` output of a convolution (``stride``, ``padding``, ``kernel``) back to the
+    input's ``size``: the rows a strided convolution skipped at the end."""
+    return [size[i] - ((out_size[i] - 1) * stride - 2 * padding[i] + kernel[i])
+            for i in range(2)]
+
+
 def _weight_grad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int,
                  padding: int, bias: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(dL/dweight, dL/dbias)`` of ``conv2d(x, weight)`` for the output gradient ``grad``."""
@@ -106,9 +116,8 @@ class _Conv2dInputGrad(torch.autograd.Function):
                 size: tuple[int, int]) -> torch.Tensor:
         ctx.save_for_backward(grad, weight)
         ctx.stride, ctx.padding = stride, padding
-        k = weight.shape[2:]
-        extra = [size[i] - ((grad.shape[2 + i] - 1) * stride - 2 * padding + k[i])
-                 for i in range(2)]
+        extra = transposed_output_padding(size, grad.shape[2:], stride, (padding, padding),
+                                          weight.shape[2:])
         return F.conv_transpose2d(grad, weight, stride=stride, padding=padding,
                                   output_padding=extra)
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import transposed_output_padding
+
 __all__ = ["Blur", "Downsample", "Upsample", "filter2d", "make_kernel", "separable_taps",
            "upfirdn2d", "upsample2d"]
 
@@ -252,9 +254,7 @@ class _StridedFilter2dTranspose(torch.autograd.Function):
                 down: int, size: tuple[int, int]) -> torch.Tensor:
         ctx.save_for_backward(kernel)
         ctx.pad, ctx.down = pad, down
-        kh, kw = kernel.shape
-        extra = tuple(size[i] - ((grad.shape[2 + i] - 1) * down - 2 * pad[i] + kernel.shape[i])
-                      for i in range(2))
+        extra = transposed_output_padding(size, grad.shape[2:], down, pad, kernel.shape)
         weight = _filter_weight(kernel, grad, flip=True)
         return F.conv_transpose2d(grad, weight, stride=down, padding=pad,
                                   output_padding=extra, groups=grad.shape[1])

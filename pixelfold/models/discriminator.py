@@ -227,19 +227,17 @@ class DiscriminatorConv(nn.Module):
                 stride = 1
             else:
                 x = self.blur(x)
-        act = self.act
-        if isinstance(act, BiasLeakyReLU):
+        act = self.act if isinstance(self.act, BiasLeakyReLU) else None
+        if act is not None:
             gain = gain * act.scale
         # 1x1: the weight gradient of a channels-last convolution has other strides
         weight = contiguous_grad(conv.weight) * (conv.weight_gain * gain)
+        bias = None if act is None else act.bias * gain
         # the stride-1 convolutions take the double backward of R1 through the weight-gradient
         # kernel; for stride 2 PyTorch's own double backward is faster on CPU
         fn = conv2d if stride == 1 else F.conv2d
-        if not isinstance(act, BiasLeakyReLU):
-            return fn(x, weight, None, stride=stride, padding=conv.padding)
-        bias = act.bias * gain
         out = fn(x, weight, bias, stride=stride, padding=conv.padding)
-        return F.leaky_relu_(out, act.negative_slope)
+        return out if act is None else F.leaky_relu_(out, act.negative_slope)
 
 
 class DiscriminatorBlock(nn.Module):

@@ -210,15 +210,16 @@ def apply_memory_format(module: torch.nn.Module,
     if memory_format not in (torch.channels_last, torch.contiguous_format):
         raise ValueError(f"memory_format must be torch.channels_last, torch.contiguous_format "
                          f"or None, got {memory_format!r}")
+
+    def laid_out(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim != 4:
+            return t
+        spatial = t.shape[2] * t.shape[3] > 1
+        return t.contiguous(memory_format=memory_format if spatial else torch.contiguous_format)
+
     for sub in module.modules():
         for param in sub.parameters(recurse=False):
-            if param.ndim == 4:
-                fmt = memory_format if param.shape[2] * param.shape[3] > 1 \
-                    else torch.contiguous_format
-                param.data = param.data.contiguous(memory_format=fmt)
+            param.data = laid_out(param.data)
         for name, buf in sub.named_buffers(recurse=False):
-            if buf is not None and buf.ndim == 4:
-                fmt = memory_format if buf.shape[2] * buf.shape[3] > 1 \
-                    else torch.contiguous_format
-                sub._buffers[name] = buf.contiguous(memory_format=fmt)
-
+            if buf is not None:
+                sub._buffers[name] = laid_out(buf)
