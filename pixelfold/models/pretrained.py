@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
+
+from ..utils.files import atomic_directory
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedMixin", "atomic_directory"]
 
@@ -17,50 +17,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 T = TypeVar("T", bound="PretrainedMixin")
-
-
-class atomic_directory:  # noqa: N801 - used like a function
-    """Context manager that yields a temporary folder beside ``target`` and, only if the body
-    succeeds, moves it into place (replacing an existing ``target``); on error the temporary
-    folder is removed and ``target`` is left as it was.
-
-    Example:
-        >>> with atomic_directory("out/model") as tmp:  # doctest: +SKIP
-        ...     (tmp / "config.json").write_text("{}")
-    """
-
-    def __init__(self, target: str | os.PathLike) -> None:
-        self.target = Path(target)
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        if self.target.exists() and not self.target.is_dir():
-            raise NotADirectoryError(f"{self.target} exists and is not a directory")
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-",
-                                         dir=self.target.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.target, old)
-        try:
-            os.replace(self.tmp, self.target)
-        except BaseException:
-            if old is not None:
-                os.replace(old, self.target)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _resolve_folder(name_or_path: str | os.PathLike, revision: str | None) -> Path:

@@ -1,0 +1,76 @@
+"""What every part of pixelfold shares for robustness: user errors and the command-line
+handler that reports them, safe tensor files, atomic writes, run-folder locks and memory
+checks.
+
+``from pixelfold.utils import PixelfoldError, atomic_directory, load_tensor_file, check_finite``.
+"""
+
+from .errors import (
+    USER_ERRORS,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DiskFullError,
+    MemoryLimitError,
+    NonFiniteError,
+    PixelfoldError,
+    RunFolderError,
+    TrainingInterrupted,
+    debug_enabled,
+    one_line,
+    run_main,
+)
+from .files import (
+    RunLock,
+    apply_default_modes,
+    atomic_directory,
+    atomic_write_bytes,
+    atomic_write_text,
+    cleanup_leftovers,
+    default_mode,
+    disk_errors,
+    pid_alive,
+)
+from .memory import available_memory, check_fits, format_bytes
+from .tensors import (
+    check_finite,
+    load_state,
+    load_tensor_file,
+    module_tensors,
+    non_finite,
+    save_state,
+)
+
+__all__ = [
+    "USER_ERRORS",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DiskFullError",
+    "MemoryLimitError",
+    "NonFiniteError",
+    "PixelfoldError",
+    "RunFolderError",
+    "RunLock",
+    "TrainingInterrupted",
+    "apply_default_modes",
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "available_memory",
+    "check_finite",
+    "check_fits",
+    "cleanup_leftovers",
+    "debug_enabled",
+    "default_mode",
+    "disk_errors",
+    "format_bytes",
+    "load_state",
+    "load_tensor_file",
+    "module_tensors",
+    "non_finite",
+    "one_line",
+    "pid_alive",
+    "run_main",
+    "save_state",
+]
