@@ -7,7 +7,10 @@ to 256x256.
     accelerate launch recipes/church256.py --output-dir runs/church256
 """
 
-from pixelfold.training import TrainConfig, parse_args, train
+import sys
+
+from pixelfold.training import TrainConfig
+from pixelfold.training.cli import main
 
 DEFAULTS = TrainConfig(
     output_dir="outputs/church256",
@@ -24,4 +27,4 @@ DEFAULTS = TrainConfig(
 )
 
 if __name__ == "__main__":
-    train(parse_args(defaults=DEFAULTS, description=__doc__.splitlines()[0]))
+    sys.exit(main(defaults=DEFAULTS, description=__doc__.splitlines()[0]))

@@ -6,7 +6,10 @@ download script creates (70,000 PNGs); ``--dataset`` takes any image folder or H
     accelerate launch recipes/ffhq1024.py --dataset /data/ffhq/images1024x1024
 """
 
-from pixelfold.training import TrainConfig, parse_args, train
+import sys
+
+from pixelfold.training import TrainConfig
+from pixelfold.training.cli import main
 
 DEFAULTS = TrainConfig(
     output_dir="outputs/ffhq1024",
@@ -24,4 +27,4 @@ DEFAULTS = TrainConfig(
 )
 
 if __name__ == "__main__":
-    train(parse_args(defaults=DEFAULTS, description=__doc__.splitlines()[0]))
+    sys.exit(main(defaults=DEFAULTS, description=__doc__.splitlines()[0]))

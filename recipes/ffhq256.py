@@ -10,7 +10,10 @@ images at 256x256, column ``image``); ``--dataset`` takes any Hub id or image fo
     accelerate launch recipes/ffhq256.py --output-dir runs/ffhq256
 """
 
-from pixelfold.training import TrainConfig, parse_args, train
+import sys
+
+from pixelfold.training import TrainConfig
+from pixelfold.training.cli import main
 
 DEFAULTS = TrainConfig(
     output_dir="outputs/ffhq256",
@@ -35,4 +38,4 @@ DEFAULTS = TrainConfig(
 )
 
 if __name__ == "__main__":
-    train(parse_args(defaults=DEFAULTS, description=__doc__.splitlines()[0]))
+    sys.exit(main(defaults=DEFAULTS, description=__doc__.splitlines()[0]))

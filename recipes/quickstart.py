@@ -7,7 +7,10 @@ upsampled to 32x32. Writes ``outputs/quickstart/{samples,generator_ema,checkpoin
     accelerate launch recipes/quickstart.py --max-steps 200
 """
 
-from pixelfold.training import TrainConfig, parse_args, train
+import sys
+
+from pixelfold.training import TrainConfig
+from pixelfold.training.cli import main
 
 DEFAULTS = TrainConfig(
     output_dir="outputs/quickstart",
@@ -25,4 +28,4 @@ DEFAULTS = TrainConfig(
 )
 
 if __name__ == "__main__":
-    train(parse_args(defaults=DEFAULTS, description=__doc__.splitlines()[0]))
+    sys.exit(main(defaults=DEFAULTS, description=__doc__.splitlines()[0]))

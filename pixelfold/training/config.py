@@ -5,11 +5,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrainConfig", "build_arg_parser", "parse_args"]
+from ..utils.errors import ConfigError
+
+__all__ = ["RESUME_ADJUSTABLE", "TrainConfig", "build_arg_parser", "parse_args"]
+
+RESUME_ADJUSTABLE = frozenset({
+    "dataset", "image_column", "split", "max_steps", "kimg", "lr", "betas", "r1_gamma",
+    "pl_weight", "style_mixing_prob", "ema_kimg", "ema_rampup", "hflip", "resize_filter",
+    "jpeg_quality", "mixed_precision", "cudnn_benchmark", "checkpointing_steps",
+    "checkpoints_total_limit", "sample_every", "num_samples", "log_every", "num_workers",
+    "report_to", "progress_bar",
+})
+"""Settings a resumed run may change: its value is used from then on (learning rate and betas
+are applied to the restored optimizers) and the change is recorded in ``trainer_state.json``.
+Every other setting (architecture, discriminator widths, resolution, batch layout, seed,
+lazy-regularization intervals, streaming) is fixed for a run: a resume with another value is
+refused."""
 
 
 @dataclass
@@ -61,6 +77,9 @@ class TrainConfig:
         num_workers: dataloader workers.
         report_to: Accelerate tracker (``"tensorboard"`` or ``"none"``).
         progress_bar: show a tqdm bar on the main process.
+        overwrite: start afresh in an ``output_dir`` that holds another run, removing that
+            run's checkpoints, samples, logs and ``generator_ema/`` (without it such a folder
+            is refused, unless the run resumes it).
     """
 
     output_dir: str = "outputs/run"
@@ -100,36 +119,70 @@ class TrainConfig:
     num_workers: int = 0
     report_to: str = "tensorboard"
     progress_bar: bool = True
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in ("kimg", "lr", "r1_gamma", "pl_weight", "style_mixing_prob", "ema_kimg",
+                     "ema_rampup"):
+            value = getattr(self, name)
+            if value is None and name in ("kimg", "ema_rampup"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1
+                                      for b in betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
 
         for name in ("resolution", "batch_size", "gradient_accumulation_steps", "max_steps",
                      "d_reg_interval", "g_reg_interval", "checkpointing_steps", "sample_every",
                      "num_samples", "log_every"):
             positive(name)
         if self.resolution & (self.resolution - 1):
-            raise ValueError(f"resolution must be a power of two, got {self.resolution}")
+            raise ConfigError(f"resolution must be a power of two, got {self.resolution}")
         if self.kimg is not None and self.kimg <= 0:
-            raise ValueError(f"kimg must be positive, got {self.kimg!r}")
+            raise ConfigError(f"kimg must be positive, got {self.kimg!r}")
         if not 0.0 <= self.style_mixing_prob <= 1.0:
-            raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
+            raise ConfigError(f"style_mixing_prob must be in [0, 1], got "
+                              f"{self.style_mixing_prob}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', "
-                             f"got {self.mixed_precision!r}")
-        if self.lr <= 0 or self.r1_gamma < 0 or self.pl_weight < 0 or self.ema_kimg < 0:
-            raise ValueError("lr must be positive and r1_gamma, pl_weight, ema_kimg >= 0, got "
-                             f"{self.lr}, {self.r1_gamma}, {self.pl_weight}, {self.ema_kimg}")
+            raise ConfigError(f"mixed_precision must be 'no', 'bf16' or 'fp16', "
+                              f"got {self.mixed_precision!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        for name in ("r1_gamma", "pl_weight", "ema_kimg"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
+                or self.num_workers < 0:
+            raise ConfigError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+        from .data import RESIZE_FILTERS
+
+        if self.resize_filter not in RESIZE_FILTERS:
+            raise ConfigError(f"resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got "
+                              f"{self.resize_filter!r}")
         if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
-            raise ValueError(f"checkpoints_total_limit must be >= 1, got "
-                             f"{self.checkpoints_total_limit}")
+            raise ConfigError(f"checkpoints_total_limit must be >= 1, got "
+                              f"{self.checkpoints_total_limit}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+            raise ConfigError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.ema_rampup is not None and self.ema_rampup <= 0:
+            raise ConfigError(f"ema_rampup must be positive or None, got {self.ema_rampup!r}")
+        if not self.generator_config:
+            from ..models import presets
+
+            if self.preset not in presets.names():
+                raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
+                                  f"{', '.join(presets.names())}")
         if self.report_to not in ("tensorboard", "none"):
-            raise ValueError(f"report_to must be 'tensorboard' or 'none', got {self.report_to!r}")
+            raise ConfigError(f"report_to must be 'tensorboard' or 'none', got "
+                              f"{self.report_to!r}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.d_channels is not None:
             self.d_channels = {int(k): int(v) for k, v in self.d_channels.items()}
@@ -161,11 +214,26 @@ def _optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "") else int(text)
 
 
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "") else float(text)
+
+
+def _betas(text: str) -> tuple[float, float]:
+    try:
+        b1, b2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--betas expects two numbers like 0,0.99, got "
+                                         f"{text!r}") from None
+    return b1, b2
+
+
 def build_arg_parser(defaults: TrainConfig | None = None,
-                     description: str | None = None) -> argparse.ArgumentParser:
+                     description: str | None = None,
+                     prog: str | None = None) -> argparse.ArgumentParser:
     """The shared recipe command line, with ``defaults`` shown and used."""
     d = defaults or TrainConfig()
-    p = argparse.ArgumentParser(description=description or "Train a pixelfold generator.",
+    p = argparse.ArgumentParser(prog=prog,
+                                description=description or "Train a pixelfold generator.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output-dir", default=d.output_dir)
     p.add_argument("--dataset", default=d.dataset,
@@ -186,11 +254,17 @@ def build_arg_parser(defaults: TrainConfig | None = None,
     p.add_argument("--kimg", type=float, default=d.kimg,
                    help="thousands of real images to train on (overrides --max-steps)")
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--betas", type=_betas, default=d.betas, metavar="B1,B2",
+                   help="Adam betas, e.g. 0,0.99")
     p.add_argument("--r1-gamma", type=float, default=d.r1_gamma)
     p.add_argument("--d-reg-interval", type=int, default=d.d_reg_interval)
+    p.add_argument("--g-reg-interval", type=int, default=d.g_reg_interval,
+                   help="G's lazy interval for its Adam correction")
     p.add_argument("--pl-weight", type=float, default=d.pl_weight)
     p.add_argument("--style-mixing-prob", type=float, default=d.style_mixing_prob)
     p.add_argument("--ema-kimg", type=float, default=d.ema_kimg)
+    p.add_argument("--ema-rampup", type=_optional_float, default=d.ema_rampup,
+                   help="EMA ramp-up ratio (NVlabs), 'none' for off")
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=d.hflip)
     p.add_argument("--resize-filter", default=d.resize_filter,
                    choices=["box", "bilinear", "bicubic", "lanczos", "nearest"])
@@ -210,21 +284,25 @@ def build_arg_parser(defaults: TrainConfig | None = None,
     p.add_argument("--num-workers", type=int, default=d.num_workers)
     p.add_argument("--report-to", default=d.report_to, choices=["tensorboard", "none"])
     p.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=d.progress_bar)
+    p.add_argument("--overwrite", action="store_true", default=d.overwrite,
+                   help="start afresh in an --output-dir that holds another run, removing its "
+                        "checkpoints, samples, logs and generator_ema/")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of every error (also PIXELFOLD_DEBUG=1)")
     return p
 
 
 def parse_args(argv: Sequence[str] | None = None, defaults: TrainConfig | None = None,
-               description: str | None = None) -> TrainConfig:
+               description: str | None = None, prog: str | None = None) -> TrainConfig:
     """Parse the recipe command line into a [`TrainConfig`][pixelfold.training.TrainConfig];
     a bad value exits with argparse's one-line error."""
     d = defaults or TrainConfig()
-    parser = build_arg_parser(d, description)
+    parser = build_arg_parser(d, description, prog)
     args = parser.parse_args(argv)
-    values = {k: v for k, v in vars(args).items()}
+    values = {k: v for k, v in vars(args).items() if k != "debug"}
     kwargs = dataclasses.asdict(d)
     kwargs.update(values)
     try:
         return TrainConfig(**kwargs)
     except ValueError as exc:
         parser.error(str(exc))
-        raise  # unreachable

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile
 
+from ..utils.errors import DataError
+
 __all__ = [
     "RESIZE_FILTERS",
     "ImageDataset",
@@ -83,11 +85,17 @@ def load_image_dataset(
                     raise ValueError(f"split {split!r} not in {path} (has {list(loaded)})")
                 loaded = loaded[split]
             return loaded.to_iterable_dataset() if streaming else loaded
-        return datasets.load_dataset("imagefolder", data_dir=str(path), split=split,
-                                     streaming=streaming, cache_dir=cache_dir)
+        if not any(p.is_file() for p in path.rglob("*") if not p.name.startswith(".")):
+            raise DataError(f"--dataset {path} holds no files: put the training images there")
+        try:
+            return datasets.load_dataset("imagefolder", data_dir=str(path), split=split,
+                                         streaming=streaming, cache_dir=cache_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            raise DataError(f"--dataset {path}: no images found that the imagefolder loader "
+                            f"reads ({' '.join(str(exc).split())[:300]})") from None
     if path.exists():
-        raise ValueError(f"--dataset {dataset} is a file; give a folder of images, a saved "
-                         f"dataset folder or a Hub id")
+        raise DataError(f"--dataset {dataset} is a file; give a folder of images, a saved "
+                        f"dataset folder or a Hub id")
     text = str(dataset)
     if text.count("/") > 1 or text.startswith((".", "/", "~")):
         raise FileNotFoundError(f"no such dataset folder: {dataset}")
@@ -96,7 +104,7 @@ def load_image_dataset(
     except Exception as exc:
         raise FileNotFoundError(
             f"--dataset {text!r} is not a local folder and could not be loaded from the "
-            f"Hugging Face Hub ({type(exc).__name__}: {exc})"
+            f"Hugging Face Hub ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
         ) from None
 
 
@@ -130,10 +138,18 @@ def preprocess_image(
     shorter side is resized to ``resolution`` with ``resize_filter``, then the center is
     cropped. ``jpeg_quality`` re-encodes the image as JPEG first (the PixelFolder authors
     trained on images re-encoded at quality 85).
+
+    Single-channel images of more than 8 bits keep their precision: 16-bit integer images
+    (modes ``I;16*``, and ``I``, which is how Pillow opens 16-bit PNGs) are read as
+    ``0..65535``, floating-point images (mode ``F``, e.g. float TIFFs) as ``0..1``; values
+    outside that range are an error naming them, not a silent clip. (Pillow reads 16-bit RGB
+    files as 8-bit RGB.)
     """
     if resize_filter not in RESIZE_FILTERS:
         raise ValueError(f"resize_filter must be one of {sorted(RESIZE_FILTERS)}, "
                          f"got {resize_filter!r}")
+    if image.mode.startswith("I") or image.mode == "F":
+        return _preprocess_high_depth(image, resolution, resize_filter, jpeg_quality)
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA"):
@@ -157,6 +173,34 @@ def preprocess_image(
     array = np.asarray(image, dtype=np.uint8)
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float()
     return tensor / 127.5 - 1.0
+
+
+def _preprocess_high_depth(image: Image.Image, resolution: int, resize_filter: str,
+                           jpeg_quality: int | None) -> torch.Tensor:
+    """Grayscale images of 16-bit integers or 32-bit floats, scaled to ``[-1, 1]`` without
+    going through 8 bits (unless JPEG re-encoding asks for it)."""
+    array = np.asarray(image, dtype=np.float64)
+    full = 1.0 if image.mode == "F" else 65535.0
+    lo, hi = float(array.min()), float(array.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > full:
+        kind = "float image values must be in [0, 1]" if image.mode == "F" else \
+            "16-bit image values must be in [0, 65535]"
+        raise ValueError(f"{kind}; this {image.mode} image has values in [{lo:g}, {hi:g}]")
+    gray = Image.fromarray((array * (255.0 / full)).astype(np.float32), mode="F")
+    if jpeg_quality is not None:
+        eight = Image.fromarray(np.asarray(gray).round().clip(0, 255).astype(np.uint8), "L")
+        return preprocess_image(eight, resolution, resize_filter=resize_filter,
+                                jpeg_quality=jpeg_quality)
+    w, h = gray.size
+    scale = resolution / min(w, h)
+    new_size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+    if new_size != (w, h):
+        gray = gray.resize(new_size, RESIZE_FILTERS[resize_filter])
+    w, h = gray.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    gray = gray.crop((left, top, left + resolution, top + resolution))
+    plane = torch.from_numpy(np.asarray(gray, dtype=np.float32).copy()).clamp(0, 255)
+    return (plane / 127.5 - 1.0).expand(3, -1, -1).contiguous()
 
 
 def _open(value: Any) -> Image.Image:
@@ -218,7 +262,7 @@ class ImageDataset(torch.utils.data.Dataset):
             dataset = dataset.cast_column(self.column, datasets.Image(decode=False))
         self.dataset = dataset.select_columns([self.column])
         if len(self.dataset) == 0:
-            raise ValueError("the dataset is empty")
+            raise DataError("the dataset is empty")
         self.resolution = resolution
         self.resize_filter = resize_filter
         self.jpeg_quality = jpeg_quality
@@ -248,7 +292,29 @@ class ImageDataset(torch.utils.data.Dataset):
             except Exception as exc:  # unreadable, truncated, unsupported
                 self._bad.add(i)
                 self._counter.skip(_describe(value), exc)
-        raise RuntimeError(f"none of the {n} images of the dataset could be read")
+        raise DataError(f"none of the {n} images of the dataset could be read")
+
+    def probe(self) -> None:
+        """Check that the dataset has a readable image, reading as few as it takes (one, for a
+        healthy dataset).
+
+        Raises:
+            DataError: not one image can be read; the message names the first failure.
+        """
+        first: str | None = None
+        for i in range(len(self.dataset)):
+            value = self.dataset[i][self.column]
+            try:
+                preprocess_image(_open(value), self.resolution, resize_filter=self.resize_filter,
+                                 jpeg_quality=self.jpeg_quality)
+                return
+            except Exception as exc:  # unreadable, truncated, unsupported
+                self._bad.add(i)
+                self._counter.skip(_describe(value), exc)
+                if first is None:
+                    first = f"{_describe(value)}: {type(exc).__name__}: {exc}"
+        raise DataError(f"none of the {len(self.dataset)} files of the dataset is a readable "
+                        f"image (the first: {' '.join(str(first).split())[:300]})")
 
 
 class IterableImageDataset(torch.utils.data.IterableDataset):
@@ -297,7 +363,7 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
                 except Exception as exc:
                     self._counter.skip(_describe(value), exc)
             if produced == 0:
-                raise RuntimeError("the streamed dataset yielded no readable image")
+                raise DataError("the streamed dataset yielded no readable image")
             self.epoch += 1
 
 

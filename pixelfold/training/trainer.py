@@ -3,25 +3,40 @@
 One script runs on CPU, one GPU, several GPUs or several machines (``accelerate launch``). What
 a run writes in ``output_dir``:
 
-* ``checkpoints/checkpoint-<step>/``: ``accelerator.save_state`` (models, optimizers, EMA,
-  trainer state with the step and the samplers' RNG, Accelerate's RNG states), written to a
-  temporary folder and renamed when complete, so the newest folder is always whole;
+* ``checkpoints/checkpoint-<step>/``: models, optimizers, RNG states and trainer state as
+  safetensors and JSON ([`pixelfold.training.checkpoint`][pixelfold.training.checkpoint]: no
+  pickles, nothing that can run code), written to a temporary folder, checked complete
+  (``checkpoint.json`` with every file's size and SHA-256) and renamed into place;
 * ``generator_ema/``: ``config.json`` + ``model.safetensors`` of the EMA generator (at every
   checkpoint and at the end), loadable with ``Generator.from_pretrained``;
 * ``samples/step-<step>.png``: grids from fixed latents;
-* ``trainer_state.json``: step, kimg, losses of the last step;
-* ``logs/``: TensorBoard scalars and sample grids through Accelerate's trackers.
+* ``trainer_state.json``: step, kimg, losses of the last step, resumes;
+* ``train_config.json``: the settings of the run;
+* ``logs/``: TensorBoard scalars and sample grids through Accelerate's trackers;
+* ``.lock`` while the run is on: the folder belongs to one process at a time.
+
+Safety rules: a folder that holds another run is refused unless the run resumes it or
+``overwrite`` is set; parameters and optimizer states are checked finite before anything is
+written; a resume refuses changed fixed settings (architecture, batch layout) and applies
+changed adjustable ones (learning rate, lengths, intervals, regularization weights); Ctrl-C or
+SIGTERM finishes the step, writes a checkpoint and stops with
+[`TrainingInterrupted`][pixelfold.utils.errors.TrainingInterrupted]; a full disk is reported as
+such and leaves no partial checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-import re
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +45,38 @@ import torch
 from torch import nn
 
 from ..models import Discriminator, DiscriminatorSpec, Generator, GeneratorSpec, presets
-from .config import TrainConfig
+from ..models.pretrained import load_state_dict_strict
+from ..utils.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DiskFullError,
+    NonFiniteError,
+    RunFolderError,
+    TrainingInterrupted,
+)
+from ..utils.files import (
+    RunLock,
+    apply_default_modes,
+    atomic_write_bytes,
+    atomic_write_text,
+    cleanup_leftovers,
+    disk_errors,
+    swap_into_place,
+)
+from ..utils.tensors import non_finite, save_state
+from .checkpoint import (
+    MODEL_FILES,
+    OPTIMIZERS_FILE,
+    Checkpoint,
+    capture_rng,
+    find_resumable,
+    list_checkpoints,
+    restore_rng,
+    rng_file,
+    write_manifest,
+)
+from .config import RESUME_ADJUSTABLE, TrainConfig
 from .data import ImageDataset, IterableImageDataset, digits_dataset, load_image_dataset
 from .losses import (
     EMA,
@@ -44,49 +90,58 @@ from .losses import (
     style_mixing_ws,
 )
 
-__all__ = ["GANTrainer", "NonFiniteLossError", "TrainerState", "save_image_grid", "train"]
+__all__ = ["GANTrainer", "NonFiniteLossError", "TrainerState", "list_checkpoints",
+           "save_image_grid", "train"]
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+RUN_FILES = ("checkpoints", "generator_ema", "samples", "logs", "trainer_state.json",
+             "train_config.json")
+"""What a run writes in its output folder (and ``overwrite`` removes)."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError, RuntimeError):
     """A loss became NaN or infinite; training stopped without writing a checkpoint."""
 
 
 @dataclass
 class TrainerState:
-    """What Accelerate cannot know: the step, images seen, the epoch and position in it, and
-    the RNG of the latent and augmentation samplers. Saved in every checkpoint."""
+    """What the models and optimizers do not hold: the step, images seen, the epoch and the
+    position in it, the path-length mean, the last losses and the history of resumes. Saved in
+    every checkpoint's manifest (JSON)."""
 
     step: int = 0
     nimg: int = 0
     epoch: int = 0
     batches_in_epoch: int = 0
     pl_mean: float = 0.0
-    latent_rng: torch.Tensor | None = None
-    aug_rng: torch.Tensor | None = None
     last_losses: dict[str, float] = field(default_factory=dict)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, Any]:
-        """For ``accelerator.register_for_checkpointing``."""
+        """A JSON-serializable copy."""
         return {"step": self.step, "nimg": self.nimg, "epoch": self.epoch,
                 "batches_in_epoch": self.batches_in_epoch, "pl_mean": self.pl_mean,
-                "latent_rng": self.latent_rng, "aug_rng": self.aug_rng,
-                "last_losses": dict(self.last_losses)}
+                "last_losses": dict(self.last_losses), "resumes": list(self.resumes)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from [`state_dict`][pixelfold.training.trainer.TrainerState.state_dict]."""
+        known = set(self.state_dict())
         for key, value in state.items():
-            setattr(self, key, value)
+            if key in known:
+                setattr(self, key, value)
 
 
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
     """Write images in ``[-1, 1]`` ``(N, C, H, W)`` as one PNG grid, atomically."""
+    import io
+
     from PIL import Image
 
-    images = images.detach().float().cpu().clamp(-1, 1)
+    images = images.detach().float().cpu()
+    if not bool(torch.isfinite(images).all()):
+        raise NonFiniteError(f"not writing {path}: the images hold NaN or infinity")
+    images = images.clamp(-1, 1)
     n, c, h, w = images.shape
     nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
     ncol = int(math.ceil(n / nrow))
@@ -97,27 +152,41 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | N
     array = ((grid + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     if c == 1:
         array = array[:, :, 0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+def _json_normal(value: Any) -> Any:
+    return json.loads(json.dumps(value))
 
 
-def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
-    """Complete checkpoints in ``checkpoint_dir``, oldest first."""
-    if not checkpoint_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in checkpoint_dir.iterdir()
-             if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+class _StopRequest:
+    """Turns the first SIGINT / SIGTERM into a request to stop after the current step; the
+    second one interrupts at once (``KeyboardInterrupt``)."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        logger.warning("%s received: finishing this step, then writing a checkpoint and "
+                       "stopping (press Ctrl-C again to quit at once, without saving)",
+                       self.signal_name)
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 class GANTrainer:
@@ -137,6 +206,7 @@ class GANTrainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
+        _check_output_dir(self.output_dir)
         if accelerator is None:
             accelerator = Accelerator(
                 mixed_precision=config.mixed_precision,
@@ -165,7 +235,8 @@ class GANTrainer:
                                     generator=torch.Generator().manual_seed(config.seed))
         (self.G_train, self.D_ddp, self.opt_G, self.opt_D, self.loader) = accelerator.prepare(
             _TrainingGenerator(self.G), self.D, self.opt_G, self.opt_D, self.loader)
-        accelerator.register_for_checkpointing(self.ema, self.state)
+        self._lock: RunLock | None = None
+        self._saved_step: int | None = None
 
     # ---------------------------------------------------------------- setup
     def _build_models(self) -> tuple[Generator, Discriminator]:
@@ -176,8 +247,8 @@ class GANTrainer:
             spec = presets.get(c.preset)
         G = Generator(spec)
         if G.resolution != (c.resolution, c.resolution):
-            raise ValueError(f"the generator makes {G.resolution[0]}x{G.resolution[1]} images "
-                             f"but --resolution is {c.resolution}")
+            raise ConfigError(f"the generator makes {G.resolution[0]}x{G.resolution[1]} images "
+                              f"but --resolution is {c.resolution}")
         dspec = DiscriminatorSpec(resolution=c.resolution,
                                   **({"channels": c.d_channels} if c.d_channels else {}))
         return G, Discriminator(dspec)
@@ -198,23 +269,34 @@ class GANTrainer:
             ds = ImageDataset(dataset, c.resolution, image_column=c.image_column,
                               resize_filter=c.resize_filter, jpeg_quality=c.jpeg_quality)
             shuffle = True
+            per_step = c.batch_size * self.accelerator.num_processes
+            if len(ds) < per_step:
+                raise DataError(
+                    f"--dataset {c.dataset} has {len(ds)} image(s), fewer than one batch: "
+                    f"--batch-size {c.batch_size}"
+                    + (f" x {self.accelerator.num_processes} processes"
+                       if self.accelerator.num_processes > 1 else "")
+                    + f" = {per_step}; use a smaller --batch-size or more images")
+            ds.probe()
         # a generator of its own: creating a dataloader iterator must not draw from the global
         # RNG (which drives the noise inputs), or resuming mid-run would shift the noise
         self.loader = torch.utils.data.DataLoader(
             ds, batch_size=c.batch_size, shuffle=shuffle, drop_last=True,
             num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
             generator=torch.Generator().manual_seed(c.seed))
-        if not isinstance(ds, IterableImageDataset) and len(ds) < c.batch_size:
-            raise ValueError(f"the dataset has {len(ds)} images, fewer than one batch "
-                             f"({c.batch_size})")
         return ds
 
     def _build_optimizers(self) -> None:
+        self.opt_G = torch.optim.Adam(self.G.parameters(), eps=1e-8, **self._adam("G"))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), eps=1e-8, **self._adam("D"))
+
+    def _adam(self, which: str) -> dict[str, Any]:
+        """Learning rate and betas of G's or D's Adam, with the lazy-regularization
+        correction."""
         c = self.config
-        g_lr, g_betas = lazy_adam_params(c.lr, c.betas, c.g_reg_interval)
-        d_lr, d_betas = lazy_adam_params(c.lr, c.betas, c.d_reg_interval)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
+        interval = c.g_reg_interval if which == "G" else c.d_reg_interval
+        lr, betas = lazy_adam_params(c.lr, c.betas, interval)
+        return {"lr": lr, "betas": betas}
 
     @property
     def batch_total(self) -> int:
@@ -273,7 +355,7 @@ class GANTrainer:
     def _micro_batches(self, model: nn.Module):
         n = self.config.gradient_accumulation_steps
         for i in range(n):
-            ctx = self.accelerator.no_sync(model) if i < n - 1 else _nullcontext()
+            ctx = self.accelerator.no_sync(model) if i < n - 1 else nullcontext()
             yield i, ctx
 
     def train_step(self) -> dict[str, float]:
@@ -363,47 +445,107 @@ class GANTrainer:
         if not torch.isfinite(loss.detach()).all():
             raise NonFiniteLossError(
                 f"{what} is {float(loss.detach())} at step {self.state.step}: training stopped "
-                f"(the last checkpoint is untouched); try a lower --lr or --mixed-precision no")
+                f"({self._newest_note()}); try a lower --lr or --mixed-precision no")
+
+    def _newest_note(self) -> str:
+        found, _ = find_resumable(self.checkpoint_dir)
+        return (f"the newest checkpoint, {found.name}, is untouched" if found is not None
+                else "no checkpoint was written")
+
+    # ---------------------------------------------------------------- checks before writing
+    def check_finite(self) -> None:
+        """Raise [`NonFiniteError`][pixelfold.utils.errors.NonFiniteError] if a parameter,
+        buffer or optimizer state of G, D or the EMA holds NaN or infinity, naming the tensor
+        and the step. Run before anything is written."""
+        groups = {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+                  "EMA generator": self.ema.module.state_dict(),
+                  "generator's optimizer": self.opt_G.state_dict()["state"],
+                  "discriminator's optimizer": self.opt_D.state_dict()["state"]}
+        for what, tensors in groups.items():
+            bad = non_finite(tensors)
+            if bad:
+                name, count, numel = bad[0]
+                more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+                raise NonFiniteError(
+                    f"the {what}'s {name} holds {count} non-finite value(s) of {numel} at step "
+                    f"{self.state.step}{more}: nothing was saved for this step "
+                    f"({self._newest_note()}); try a lower --lr or --mixed-precision no")
 
     # ---------------------------------------------------------------- outputs
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/checkpoint-<step>`` atomically and rotate old ones; also write
+        """Write ``checkpoints/checkpoint-<step>`` (checked finite first, through a temporary
+        folder, complete once its manifest is written) and rotate old ones; also write
         ``generator_ema/`` and ``trainer_state.json``."""
         acc = self.accelerator
         step = self.state.step
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.check_finite()
         final = self.checkpoint_dir / f"checkpoint-{step}"
         tmp = self.checkpoint_dir / f".checkpoint-{step}.tmp"
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
         if acc.is_main_process:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        acc.wait_for_everyone()
+        try:
+            with disk_errors(final, cleanup=tmp if acc.is_main_process else None):
+                save_state(tmp / rng_file(acc.process_index),
+                           capture_rng({"latent": self.latent_gen, "augment": self.aug_gen}))
+                if acc.is_main_process:
+                    self._write_checkpoint_files(tmp)
+                acc.wait_for_everyone()
+                if acc.is_main_process:
+                    write_manifest(tmp, step=step, trainer_state=self.state.state_dict(),
+                                   num_processes=acc.num_processes)
+                    apply_default_modes(tmp)
+                    swap_into_place(tmp, final)
+        except DiskFullError as exc:
+            raise DiskFullError(exc.errno, f"{exc.strerror}; training stopped at step {step} "
+                                f"({self._newest_note()})", exc.filename) from None
+        if acc.is_main_process:
             limit = self.config.checkpoints_total_limit
             if limit is not None:
                 for old in list_checkpoints(self.checkpoint_dir)[:-limit]:
                     shutil.rmtree(old, ignore_errors=True)
             self.save_generator()
             self.write_state()
+        self._saved_step = step
         acc.wait_for_everyone()
         return final
+
+    def _write_checkpoint_files(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        def tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+        for name, module in (("generator", self.G), ("generator_ema", self.ema.module),
+                             ("discriminator", self.D)):
+            save_file(tensors(module), str(folder / MODEL_FILES[name]),
+                      metadata={"format": "pt"})
+        scaler = getattr(self.accelerator, "scaler", None)
+        save_state(folder / OPTIMIZERS_FILE, {
+            "G": self.opt_G.state_dict(), "D": self.opt_D.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None})
+        for name, data in (("train_config.json", self.config.to_dict()),
+                           ("generator_config.json", self.G.spec.to_dict()),
+                           ("discriminator_config.json", self.D.spec.to_dict())):
+            (folder / name).write_text(json.dumps(data, indent=2) + "\n")
 
     def save_generator(self) -> Path:
         """``generator_ema/`` via ``save_pretrained`` (main process)."""
         return self.ema.module.save_pretrained(self.output_dir / "generator_ema")
 
     def write_state(self) -> None:
-        """``trainer_state.json``: step, kimg and the last losses."""
-        _write_json_atomic(self.output_dir / "trainer_state.json", {
+        """``trainer_state.json``: step, kimg, the last losses and the resumes."""
+        data = {
             "step": self.state.step, "kimg": self.state.nimg / 1000, "nimg": self.state.nimg,
             "epoch": self.state.epoch, "total_steps": self.total_steps,
             "batch_total": self.batch_total, "losses": self.state.last_losses,
-            "skipped_images": self.data.skipped,
-        })
+            "skipped_images": self.data.skipped, "resumes": self.state.resumes,
+        }
+        atomic_write_text(self.output_dir / "trainer_state.json",
+                          json.dumps(data, indent=2) + "\n")
 
     @torch.no_grad()
     def save_samples(self) -> Path | None:
@@ -424,49 +566,257 @@ class GANTrainer:
                 logger.warning("could not log samples to the tracker: %s", exc)
         return path
 
-    # ---------------------------------------------------------------- resume and loop
+    # ---------------------------------------------------------------- the run folder
+    def _agree(self, error: BaseException | None) -> None:
+        """Raise ``error`` on every process if any process has one (the main process's
+        message wins), so that no process waits for a peer that stopped."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            if error is not None:
+                raise error
+            return
+        flag = torch.tensor([0 if error is None else 1 + acc.process_index],
+                            device=acc.device)
+        flag = acc.reduce(flag, reduction="sum")
+        if error is not None:
+            raise error
+        if int(flag.item()):
+            raise RunFolderError("another process of this run stopped with an error (see its "
+                                 "message)")
+
+    @contextlib.contextmanager
+    def own_output_dir(self) -> Iterator[None]:
+        """Hold the run folder for the body: take its lock (main process), recover and remove
+        leftovers of killed runs, and refuse a folder that holds another run unless this one
+        resumes it or ``overwrite`` is set (which removes the old run's files)."""
+        acc = self.accelerator
+        error: BaseException | None = None
+        if acc.is_main_process:
+            try:
+                self._lock = RunLock(self.output_dir).acquire()
+                self._recover_leftovers()
+                self._refuse_or_clear_existing_run()
+            except (RunFolderError, ConfigError, OSError) as exc:
+                error = exc
+        self._agree(error)
+        try:
+            yield
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _recover_leftovers(self) -> None:
+        out = self.output_dir
+        cleanup_leftovers(out / "generator_ema", force=True)
+        for name in ("trainer_state.json", "train_config.json"):
+            for leftover in out.glob(f".{name}.tmp-*"):
+                leftover.unlink(missing_ok=True)
+        if self.checkpoint_dir.is_dir():
+            for leftover in self.checkpoint_dir.glob(".checkpoint-*"):
+                logger.warning("removing %s, left by a run that stopped while writing it",
+                               leftover)
+                shutil.rmtree(leftover, ignore_errors=True)
+        samples = out / "samples"
+        if samples.is_dir():
+            for leftover in samples.glob(".*.tmp-*"):
+                leftover.unlink(missing_ok=True)
+
+    def _existing_run(self) -> str | None:
+        out = self.output_dir
+        state = out / "trainer_state.json"
+        if state.is_file():
+            try:
+                step = json.loads(state.read_text()).get("step")
+                return f"a run at step {step} (trainer_state.json)"
+            except (OSError, ValueError, AttributeError):
+                return "a run (trainer_state.json)"
+        found = [name for name in RUN_FILES if (out / name).exists()
+                 and not (name in ("samples", "logs", "checkpoints") and not any(
+                     (out / name).iterdir()))]
+        return f"a run ({', '.join(found)})" if found else None
+
+    def _refuse_or_clear_existing_run(self) -> None:
+        c = self.config
+        existing = self._existing_run()
+        if existing is None:
+            return
+        if c.overwrite:
+            for name in RUN_FILES:
+                path = self.output_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            logger.warning("--overwrite: removed %s from %s", existing, self.output_dir)
+            return
+        if c.resume_from_checkpoint == "latest":
+            found, skipped = find_resumable(self.checkpoint_dir)
+            if found is None:
+                why = "; ".join(f"{p.name}: {r}" for p, r in skipped) or "no checkpoints"
+                raise RunFolderError(
+                    f"--output-dir {self.output_dir} holds {existing} but no complete checkpoint "
+                    f"to resume ({why}); pass --overwrite to start afresh there")
+            return
+        if c.resume_from_checkpoint:
+            return
+        raise RunFolderError(
+            f"--output-dir {self.output_dir} already holds {existing}: pass "
+            f"--resume-from-checkpoint latest to continue it, --overwrite to replace it, or "
+            f"another --output-dir")
+
+    # ---------------------------------------------------------------- resume
     def resolve_checkpoint(self, which: str) -> Path | None:
-        """``"latest"`` -> the newest complete checkpoint (``None`` if there is none), else the
-        given folder, which must exist."""
+        """``"latest"`` -> the newest complete checkpoint (``None`` if there is none; newer
+        incomplete or unreadable ones are skipped with a warning naming them), else the given
+        folder, which must be a complete checkpoint."""
         if which == "latest":
-            found = list_checkpoints(self.checkpoint_dir)
-            return found[-1] if found else None
+            found, skipped = find_resumable(self.checkpoint_dir)
+            for path, reason in skipped:
+                logger.warning("skipping %s: %s", path, reason)
+            return found
         path = Path(which)
         if not path.is_dir():
             raise FileNotFoundError(f"--resume-from-checkpoint {which}: no such checkpoint folder")
+        Checkpoint.open(path)  # complete, or an error naming why not
         return path
 
     def resume(self, which: str) -> bool:
-        """Load a checkpoint; returns whether one was loaded."""
+        """Load a checkpoint; returns whether one was loaded.
+
+        Fixed settings (architecture, batch layout, seed, lazy-regularization intervals) must
+        equal the checkpoint's, or a [`CheckpointError`][pixelfold.utils.errors.CheckpointError]
+        names each difference; adjustable ones (see
+        [`RESUME_ADJUSTABLE`][pixelfold.training.config.RESUME_ADJUSTABLE]) take this run's
+        values, are applied to the restored optimizers and recorded in
+        ``trainer_state.json``'s ``resumes``.
+        """
         path = self.resolve_checkpoint(which)
         if path is None:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
             return False
-        self.accelerator.load_state(str(path))
+        ckpt = Checkpoint.open(path)
+        changed = self._compare_settings(ckpt)
+        if ckpt.step > self.total_steps:
+            flag = "--kimg" if self.config.kimg is not None else "--max-steps"
+            raise ConfigError(f"{flag} gives {self.total_steps} steps, fewer than the "
+                              f"{ckpt.step} of {path}: raise it to continue training")
+        for name, module in (("generator", self.G), ("discriminator", self.D),
+                             ("generator_ema", self.ema.module)):
+            state = ckpt.model_state(name)
+            bad = non_finite(state)
+            if bad:
+                raise CheckpointError(f"{path / MODEL_FILES[name]}: {bad[0][0]} holds non-finite "
+                                      f"values")
+            load_state_dict_strict(module, state, source=str(path / MODEL_FILES[name]))
+        optimizers = ckpt.optimizers()
+        try:
+            self.opt_G.load_state_dict(optimizers["G"])
+            self.opt_D.load_state_dict(optimizers["D"])
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"{path / OPTIMIZERS_FILE}: the optimizer states do not fit "
+                                  f"the models ({exc})") from None
+        for opt, which_net in ((self.opt_G, "G"), (self.opt_D, "D")):
+            for group in opt.param_groups:
+                group.update(self._adam(which_net))
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and optimizers.get("scaler") is not None:
+            scaler.load_state_dict(optimizers["scaler"])
+        self.state.load_state_dict(ckpt.trainer_state)
+        rng = ckpt.rng(self.accelerator.process_index)
+        if rng is None:
+            raise CheckpointError(f"{path} has no RNG state for process "
+                                  f"{self.accelerator.process_index}")
+        restore_rng(rng, {"latent": self.latent_gen, "augment": self.aug_gen})
         self._iter = None  # the data position comes from the loaded state
-        if self.state.latent_rng is not None:
-            self.latent_gen.set_state(self.state.latent_rng)
-        if self.state.aug_rng is not None:
-            self.aug_gen.set_state(self.state.aug_rng)
+        self._saved_step = ckpt.step
+        if changed:
+            self.state.resumes.append({"step": ckpt.step, "checkpoint": path.name,
+                                       "changed": changed})
+            logger.warning("resuming %s with changed settings: %s", path, ", ".join(
+                f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
         logger.info("resumed from %s at step %d", path, self.state.step)
         return True
 
-    def _snapshot_rng(self) -> None:
-        self.state.latent_rng = self.latent_gen.get_state()
-        self.state.aug_rng = self.aug_gen.get_state()
+    def _compare_settings(self, ckpt: Checkpoint) -> dict[str, list[Any]]:
+        """Refuse changed fixed settings (one error naming each); return the changed
+        adjustable ones as ``{name: [checkpoint's, this run's]}``."""
+        old = ckpt.json("train_config.json")
+        new = _json_normal(self.config.to_dict())
+        fixed, adjustable = [], {}
+        for key, value in new.items():
+            if key in ("output_dir", "resume_from_checkpoint", "overwrite", "preset",
+                       "generator_config", "d_channels") or key not in old:
+                continue
+            if _json_normal(old[key]) != value:
+                if key in RESUME_ADJUSTABLE:
+                    adjustable[key] = [old[key], value]
+                else:
+                    fixed.append(f"{key} {old[key]!r} -> {value!r}")
+        g_old = ckpt.json("generator_config.json")
+        if _json_normal(g_old) != _json_normal(self.G.spec.to_dict()):
+            names = (old.get("generator_config") or old.get("preset"),
+                     self.config.generator_config or self.config.preset)
+            diff = sorted(k for k in set(g_old) | set(self.G.spec.to_dict())
+                          if _json_normal(g_old.get(k)) !=
+                          _json_normal(self.G.spec.to_dict().get(k)))
+            fixed.append(f"generator {names[0]!r} -> {names[1]!r} (differs in "
+                         f"{', '.join(diff[:6])})")
+        d_old = ckpt.json("discriminator_config.json")
+        if _json_normal(d_old) != _json_normal(self.D.spec.to_dict()):
+            fixed.append(f"discriminator channels {d_old.get('channels')} -> "
+                         f"{self.D.spec.to_dict().get('channels')}")
+        processes = int(ckpt.manifest.get("num_processes", 1))
+        if processes != self.accelerator.num_processes:
+            fixed.append(f"processes {processes} -> {self.accelerator.num_processes}")
+        if fixed:
+            raise CheckpointError(
+                f"cannot resume {ckpt.folder} with changed fixed settings: {'; '.join(fixed)}. "
+                f"They cannot change during a run: keep them, or start a new run in another "
+                f"--output-dir")
+        return adjustable
+
+    # ---------------------------------------------------------------- the loop
+    def _stop_requested(self, stop: _StopRequest) -> bool:
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return stop.signal_name is not None
+        flag = torch.tensor([1 if stop.signal_name else 0], device=acc.device)
+        return bool(acc.reduce(flag, reduction="sum").item())
 
     def train(self) -> Path:
-        """Run to ``total_steps``; returns the ``generator_ema`` folder."""
+        """Run to ``total_steps``; returns the ``generator_ema`` folder.
+
+        Raises:
+            TrainingInterrupted: on Ctrl-C or SIGTERM, after writing a checkpoint of the last
+                finished step.
+        """
         c = self.config
         acc = self.accelerator
-        if c.resume_from_checkpoint:
-            self.resume(c.resume_from_checkpoint)
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(self.output_dir / "train_config.json", c.to_dict())
-        if c.report_to != "none":
-            acc.init_trackers("pixelfold", config={k: v for k, v in c.to_dict().items()
-                                                   if isinstance(v, (int, float, str, bool))})
+        with self.own_output_dir():
+            if c.resume_from_checkpoint:
+                self.resume(c.resume_from_checkpoint)
+            if acc.is_main_process:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self.output_dir / "train_config.json", c.to_json() + "\n")
+            if c.report_to != "none":
+                acc.init_trackers("pixelfold", config={k: v for k, v in c.to_dict().items()
+                                                       if isinstance(v, (int, float, str, bool))})
+            try:
+                with _StopRequest() as stop:
+                    self._loop(stop)
+            finally:
+                if c.report_to != "none":
+                    acc.end_training()
+        skipped = self.data.skipped
+        if skipped:
+            logger.warning("%d unreadable image(s) were skipped on process %d", skipped,
+                           acc.process_index)
+        return self.output_dir / "generator_ema"
+
+    def _loop(self, stop: _StopRequest) -> None:
+        c = self.config
+        acc = self.accelerator
         total = self.total_steps
         bar = None
         if c.progress_bar and acc.is_local_main_process:
@@ -495,18 +845,32 @@ class GANTrainer:
                 if step % c.sample_every == 0 or step == total:
                     self.save_samples()
                 if step % c.checkpointing_steps == 0 or step == total:
-                    self._snapshot_rng()
                     self.save_checkpoint()
+                if self._stop_requested(stop):
+                    if self._saved_step != step:
+                        self.save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"stopped by {stop.signal_name or 'a peer process'} at step {step}: "
+                        f"wrote {self.checkpoint_dir / f'checkpoint-{step}'}; continue with "
+                        f"--resume-from-checkpoint latest")
+            if self._saved_step != self.state.step:  # e.g. resumed a finished run
+                self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
-            if c.report_to != "none":
-                acc.end_training()
-        skipped = self.data.skipped
-        if skipped:
-            logger.warning("%d unreadable image(s) were skipped on process %d", skipped,
-                           acc.process_index)
-        return self.output_dir / "generator_ema"
+
+
+def _check_output_dir(path: Path) -> None:
+    """An output folder must be a folder (or not exist yet) in a writable place."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output-dir {path} exists and is not a folder")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--output-dir {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output-dir {path}: cannot write in {probe}")
 
 
 class _TrainingGenerator(nn.Module):
@@ -523,14 +887,6 @@ class _TrainingGenerator(nn.Module):
         ws = style_mixing_ws(lambda zz: self.G.mapping(zz, update_w_avg=update_w_avg), z,
                              mixing_prob, generator)
         return self.G.synthesis(ws), ws
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def train(config: TrainConfig, dataset: Any = None) -> Path:

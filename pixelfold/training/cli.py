@@ -1,0 +1,35 @@
+"""The recipes' command line: parse the flags, train, and report a user error as one line.
+
+``recipes/*.py`` call [`main`][pixelfold.training.cli.main] with their defaults. A bad flag or
+setting, a bad dataset, an output folder that holds another run, a checkpoint that cannot be
+resumed, a full disk: each prints ``PROG: error: MESSAGE`` naming the value and exits with
+status 2; Ctrl-C or SIGTERM writes a checkpoint and exits with 130; ``--debug`` (or
+``PIXELFOLD_DEBUG=1``) shows tracebacks. See [`run_main`][pixelfold.utils.errors.run_main].
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from ..utils.errors import debug_enabled, run_main
+from .config import TrainConfig, parse_args
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None, *, defaults: TrainConfig | None = None,
+         description: str | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) over ``defaults`` and train; returns the exit
+    status (0 done, 2 bad input, 130 interrupted after a checkpoint, 1 a bug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or os.path.basename(sys.argv[0]) or "train"
+
+    def run() -> int:
+        from .trainer import train
+
+        train(parse_args(args, defaults, description, prog))
+        return 0
+
+    return run_main(run, prog=prog, debug=debug_enabled(args))
