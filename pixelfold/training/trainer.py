@@ -54,6 +54,7 @@ from ..utils.errors import (
     NonFiniteError,
     RunFolderError,
     TrainingInterrupted,
+    one_line,
 )
 from ..utils.files import (
     RunLock,
@@ -242,15 +243,25 @@ class GANTrainer:
     def _build_models(self) -> tuple[Generator, Discriminator]:
         c = self.config
         if c.generator_config:
-            spec = GeneratorSpec.from_json(Path(c.generator_config))
+            path = Path(c.generator_config)
+            if not path.is_file():
+                raise ConfigError(f"--generator-config {path}: no such file")
+            try:
+                spec = GeneratorSpec.from_json(path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"--generator-config {path}: {one_line(exc)}") from None
         else:
             spec = presets.get(c.preset)
         G = Generator(spec)
         if G.resolution != (c.resolution, c.resolution):
             raise ConfigError(f"the generator makes {G.resolution[0]}x{G.resolution[1]} images "
                               f"but --resolution is {c.resolution}")
-        dspec = DiscriminatorSpec(resolution=c.resolution,
-                                  **({"channels": c.d_channels} if c.d_channels else {}))
+        try:
+            dspec = DiscriminatorSpec(resolution=c.resolution,
+                                      **({"channels": c.d_channels} if c.d_channels else {}))
+        except ValueError as exc:
+            raise ConfigError(f"--d-channels: {one_line(exc)}" if c.d_channels
+                              else one_line(exc)) from None
         return G, Discriminator(dspec)
 
     def _build_data(self, dataset: Any) -> Any:
@@ -269,15 +280,14 @@ class GANTrainer:
             ds = ImageDataset(dataset, c.resolution, image_column=c.image_column,
                               resize_filter=c.resize_filter, jpeg_quality=c.jpeg_quality)
             shuffle = True
-            per_step = c.batch_size * self.accelerator.num_processes
-            if len(ds) < per_step:
-                raise DataError(
-                    f"--dataset {c.dataset} has {len(ds)} image(s), fewer than one batch: "
-                    f"--batch-size {c.batch_size}"
-                    + (f" x {self.accelerator.num_processes} processes"
-                       if self.accelerator.num_processes > 1 else "")
-                    + f" = {per_step}; use a smaller --batch-size or more images")
             ds.probe()
+            processes = self.accelerator.num_processes
+            if len(ds) < c.batch_size * processes:
+                batch = f"--batch-size {c.batch_size}" + (
+                    f" on each of {processes} processes = {c.batch_size * processes}"
+                    if processes > 1 else "")
+                raise DataError(f"--dataset {c.dataset} has {len(ds)} image(s), fewer than one "
+                                f"batch ({batch}); use a smaller --batch-size or more images")
         # a generator of its own: creating a dataloader iterator must not draw from the global
         # RNG (which drives the noise inputs), or resuming mid-run would shift the noise
         self.loader = torch.utils.data.DataLoader(
@@ -596,8 +606,11 @@ class GANTrainer:
                 self._lock = RunLock(self.output_dir).acquire()
                 self._recover_leftovers()
                 self._refuse_or_clear_existing_run()
-            except (RunFolderError, ConfigError, OSError) as exc:
+            except (RunFolderError, ConfigError) as exc:
                 error = exc
+            except OSError as exc:
+                error = ConfigError(f"--output-dir {self.output_dir}: cannot create or lock it "
+                                    f"({one_line(exc)})")
         self._agree(error)
         try:
             yield
@@ -698,9 +711,11 @@ class GANTrainer:
         ckpt = Checkpoint.open(path)
         changed = self._compare_settings(ckpt)
         if ckpt.step > self.total_steps:
-            flag = "--kimg" if self.config.kimg is not None else "--max-steps"
-            raise ConfigError(f"{flag} gives {self.total_steps} steps, fewer than the "
-                              f"{ckpt.step} of {path}: raise it to continue training")
+            c = self.config
+            asked = f"--kimg {c.kimg:g} ({self.total_steps} steps)" if c.kimg is not None \
+                else f"--max-steps {c.max_steps}"
+            raise ConfigError(f"{asked} is below the step of {path}, {ckpt.step}: raise it to "
+                              f"continue training")
         for name, module in (("generator", self.G), ("discriminator", self.D),
                              ("generator_ema", self.ema.module)):
             state = ckpt.model_state(name)
@@ -842,9 +857,13 @@ class GANTrainer:
                     logs["lr/D"] = self.opt_D.param_groups[0]["lr"]
                     if c.report_to != "none":
                         acc.log(logs, step=step)
-                if step % c.sample_every == 0 or step == total:
+                sample = step % c.sample_every == 0 or step == total
+                checkpoint = step % c.checkpointing_steps == 0 or step == total
+                if sample or checkpoint:
+                    self.check_finite()  # before anything of this step is written
+                if sample:
                     self.save_samples()
-                if step % c.checkpointing_steps == 0 or step == total:
+                if checkpoint:
                     self.save_checkpoint()
                 if self._stop_requested(stop):
                     if self._saved_step != step:
