@@ -53,6 +53,32 @@ def images(tmp_path) -> Path:
     return _write_images(tmp_path / "images")
 
 
+_RUNS: dict[int, Path] = {}
+
+
+@pytest.fixture(scope="module")
+def _run_cache(tmp_path_factory):
+    yield tmp_path_factory.mktemp("runs")
+    _RUNS.clear()
+
+
+@pytest.fixture
+def trained(tmp_path, images, _run_cache):
+    """``trained(steps)`` puts a finished run of ``steps`` steps (checkpoints every 2) in
+    ``tmp_path / "run"``, trained once per module and copied."""
+
+    def make(steps: int) -> Path:
+        if steps not in _RUNS:
+            base = _run_cache / f"steps{steps}"
+            _write_images(base / "images")
+            _train(base, max_steps=steps)
+            _RUNS[steps] = base / "run"
+        shutil.copytree(_RUNS[steps], tmp_path / "run", symlinks=True)
+        return tmp_path / "run"
+
+    return make
+
+
 def _train(tmp_path: Path, **kw) -> GANTrainer:
     reset_accelerate()
     trainer = GANTrainer(_config(tmp_path, **kw))
@@ -79,8 +105,8 @@ class _Evil:
 # ---------------------------------------------------------------- what a checkpoint holds
 
 
-def test_a_checkpoint_holds_only_tensors_and_json(tmp_path, images):
-    _train(tmp_path, max_steps=2)
+def test_a_checkpoint_holds_only_tensors_and_json(tmp_path, trained):
+    trained(2)
     folder = tmp_path / "run" / "checkpoints" / "checkpoint-2"
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["checkpoint.json", "discriminator.safetensors", "discriminator_config.json",
@@ -104,10 +130,10 @@ def test_a_checkpoint_holds_only_tensors_and_json(tmp_path, images):
     assert ckpt.optimizers()["G"]["param_groups"][0]["lr"] == pytest.approx(0.0016)
 
 
-def test_an_old_pickle_checkpoint_is_never_loaded(tmp_path, images, caplog):
+def test_an_old_pickle_checkpoint_is_never_loaded(tmp_path, trained, caplog):
     """A checkpoint in the old Accelerate layout whose pickle would create a marker file: the
     newest complete checkpoint is resumed instead, the pickle is never opened."""
-    _train(tmp_path, max_steps=2)
+    trained(2)
     marker = tmp_path / "marker"
     legacy = tmp_path / "run" / "checkpoints" / "checkpoint-9"
     legacy.mkdir()
@@ -141,8 +167,8 @@ def test_checkpoint_files_get_the_umask_permissions(tmp_path, images):
 # ---------------------------------------------------------------- runs own their folder
 
 
-def test_a_new_run_over_an_existing_run_is_refused(tmp_path, images):
-    _train(tmp_path, max_steps=4)
+def test_a_new_run_over_an_existing_run_is_refused(tmp_path, trained):
+    trained(4)
     run = tmp_path / "run"
     before = _weights(run / "generator_ema")
     listing = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -155,8 +181,8 @@ def test_a_new_run_over_an_existing_run_is_refused(tmp_path, images):
     assert json.loads((run / "trainer_state.json").read_text())["step"] == 4
 
 
-def test_overwrite_starts_afresh_and_keeps_other_files(tmp_path, images):
-    _train(tmp_path, max_steps=4)
+def test_overwrite_starts_afresh_and_keeps_other_files(tmp_path, trained):
+    trained(4)
     (tmp_path / "run" / "notes.txt").write_text("mine")
     trainer = _train(tmp_path, max_steps=2, overwrite=True)
     run = tmp_path / "run"
@@ -232,10 +258,10 @@ def test_a_nan_gradient_is_never_saved(tmp_path, images):
     assert not list((run / "checkpoints").glob(".*"))
 
 
-def test_nan_weights_in_a_checkpoint_are_refused(tmp_path, images):
+def test_nan_weights_in_a_checkpoint_are_refused(tmp_path, trained):
     from safetensors.torch import load_file, save_file
 
-    _train(tmp_path, max_steps=2)
+    trained(2)
     folder = tmp_path / "run" / "checkpoints" / "checkpoint-2"
     state = load_file(str(folder / "generator.safetensors"))
     key = next(iter(state))
@@ -252,8 +278,8 @@ def test_nan_weights_in_a_checkpoint_are_refused(tmp_path, images):
 # ---------------------------------------------------------------- honest resume
 
 
-def test_resume_refuses_changed_fixed_settings_in_one_line(tmp_path, images):
-    _train(tmp_path, max_steps=2)
+def test_resume_refuses_changed_fixed_settings_in_one_line(tmp_path, trained):
+    trained(2)
     with pytest.raises(CheckpointError) as info:
         _train(tmp_path, max_steps=3, resume_from_checkpoint="latest", batch_size=2,
                preset="cips-tiny-32", seed=4)
@@ -268,25 +294,27 @@ def test_resume_refuses_changed_fixed_settings_in_one_line(tmp_path, images):
                d_channels={32: 8, 16: 8, 8: 8, 4: 8})
 
 
-def test_resume_applies_and_records_changed_adjustable_settings(tmp_path, images):
-    _train(tmp_path, max_steps=2)
+def test_resume_applies_and_records_changed_adjustable_settings(tmp_path, trained):
+    trained(2)
     trainer = _train(tmp_path, max_steps=3, resume_from_checkpoint="latest", lr=0.001,
                      r1_gamma=1.0)
     # the lazy-regularization correction on the new rate, in the restored optimizers
     assert trainer.opt_G.param_groups[0]["lr"] == pytest.approx(0.001 * 4 / 5)
     assert trainer.opt_D.param_groups[0]["lr"] == pytest.approx(0.001 * 2 / 3)
     run = tmp_path / "run"
-    state = json.loads((run / "trainer_state.json").read_text())
-    assert state["resumes"] == [{"step": 2, "checkpoint": "checkpoint-2",
-                                 "changed": {"max_steps": [2, 3], "lr": [0.002, 0.001],
-                                             "r1_gamma": [10.0, 1.0]}}]
+    (resume,) = json.loads((run / "trainer_state.json").read_text())["resumes"]
+    # the copied run's data lived elsewhere: a moved dataset is an adjustable change too
+    assert resume["changed"].pop("dataset")[1] == str(tmp_path / "images")
+    assert resume == {"step": 2, "checkpoint": "checkpoint-2",
+                      "changed": {"max_steps": [2, 3], "lr": [0.002, 0.001],
+                                  "r1_gamma": [10.0, 1.0]}}
     assert json.loads((run / "train_config.json").read_text())["lr"] == 0.001
     saved = Checkpoint.open(run / "checkpoints" / "checkpoint-3").optimizers()
     assert saved["G"]["param_groups"][0]["lr"] == pytest.approx(0.0008)
 
 
-def test_max_steps_below_the_checkpoint_is_an_error(tmp_path, images):
-    _train(tmp_path, max_steps=4)
+def test_max_steps_below_the_checkpoint_is_an_error(tmp_path, trained):
+    trained(4)
     with pytest.raises(ConfigError, match=r"--max-steps 3 is below the step of .*checkpoint-4"
                                           r", 4"):
         _train(tmp_path, max_steps=3, resume_from_checkpoint="latest")
@@ -297,8 +325,8 @@ def test_max_steps_below_the_checkpoint_is_an_error(tmp_path, images):
 # ---------------------------------------------------------------- crash safety
 
 
-def test_latest_skips_incomplete_and_unreadable_checkpoints(tmp_path, images, caplog):
-    _train(tmp_path, max_steps=4)
+def test_latest_skips_incomplete_and_unreadable_checkpoints(tmp_path, trained, caplog):
+    trained(4)
     ckpts = tmp_path / "run" / "checkpoints"
     newest = ckpts / "checkpoint-4" / "optimizers.safetensors"
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated
@@ -315,8 +343,8 @@ def test_latest_skips_incomplete_and_unreadable_checkpoints(tmp_path, images, ca
     assert "resuming" in text  # max_steps 4 -> 5, recorded
 
 
-def test_an_explicit_incomplete_checkpoint_is_an_error(tmp_path, images):
-    _train(tmp_path, max_steps=2)
+def test_an_explicit_incomplete_checkpoint_is_an_error(tmp_path, trained):
+    trained(2)
     folder = tmp_path / "run" / "checkpoints" / "checkpoint-2"
     (folder / "rng-0.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"checkpoint-2 is not a usable checkpoint: "
@@ -324,8 +352,8 @@ def test_an_explicit_incomplete_checkpoint_is_an_error(tmp_path, images):
         _train(tmp_path, max_steps=3, resume_from_checkpoint=str(folder))
 
 
-def test_leftovers_of_a_killed_run_are_removed_at_start(tmp_path, images):
-    _train(tmp_path, max_steps=2)
+def test_leftovers_of_a_killed_run_are_removed_at_start(tmp_path, trained):
+    trained(2)
     run = tmp_path / "run"
     leftovers = [run / "checkpoints" / ".checkpoint-7.tmp", run / ".generator_ema.tmp-1-x",
                  run / ".generator_ema.old-999999"]
