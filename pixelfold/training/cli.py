@@ -26,10 +26,15 @@ def main(argv: Sequence[str] | None = None, *, defaults: TrainConfig | None = No
     args = list(sys.argv[1:] if argv is None else argv)
     prog = prog or os.path.basename(sys.argv[0]) or "train"
 
+    try:  # argparse reports a bad flag or setting itself (one line, status 2) and exits
+        config = parse_args(args, defaults, description, prog)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+
     def run() -> int:
         from .trainer import train
 
-        train(parse_args(args, defaults, description, prog))
+        train(config)
         return 0
 
     return run_main(run, prog=prog, debug=debug_enabled(args))

@@ -601,6 +601,7 @@ class GANTrainer:
         resumes it or ``overwrite`` is set (which removes the old run's files)."""
         acc = self.accelerator
         error: BaseException | None = None
+        created = not self.output_dir.exists()
         if acc.is_main_process:
             try:
                 self._lock = RunLock(self.output_dir).acquire()
@@ -611,13 +612,18 @@ class GANTrainer:
             except OSError as exc:
                 error = ConfigError(f"--output-dir {self.output_dir}: cannot create or lock it "
                                     f"({one_line(exc)})")
-        self._agree(error)
+        ok = False
         try:
+            self._agree(error)
             yield
+            ok = True
         finally:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+            if not ok and created and acc.is_main_process:  # a run that never started
+                with contextlib.suppress(OSError):
+                    self.output_dir.rmdir()  # only if empty
 
     def _recover_leftovers(self) -> None:
         out = self.output_dir

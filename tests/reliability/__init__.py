@@ -105,9 +105,17 @@ def _dispatch(argv: list[str]) -> int:
 
         return main(argv[1:])
     if argv[0] == "train":
+        from accelerate.state import AcceleratorState, GradientState
+
         from pixelfold.training.cli import main as train_main
 
-        return train_main(argv[1:], prog="train")
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        try:
+            return train_main(argv[1:], prog="train")
+        finally:
+            AcceleratorState._reset_state(reset_partial_state=True)
+            GradientState._reset_state()
     raise ValueError(f"unknown program {argv[0]!r}")
 
 
