@@ -209,8 +209,9 @@ def _free_port() -> int:
 
 def test_two_processes_train_together(tmp_path):
     """A real 2-process gloo run through `accelerate launch`: both ranks take part, see world
-    size 2, count 2x the images, and end with identical (synchronized) weights. (Plain
-    `--cpu --num_processes 2` would silently run one process.)"""
+    size 2, count 2x the images, end with identical (synchronized) weights, and a run stopped
+    after 2 steps and resumed to 3 ends with the same weights as the uninterrupted one.
+    (Plain `--cpu --num_processes 2` would silently run one process.)"""
     import subprocess
     import sys
 
@@ -228,9 +229,15 @@ def test_two_processes_train_together(tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert all("MULTI_CPU" in r["distributed_type"] for r in ranks)
-    assert ranks[0]["nimg"] == ranks[1]["nimg"] == 2 * 2 * 2
+    assert ranks[0]["nimg"] == ranks[1]["nimg"] == 3 * 2 * 2
     assert ranks[0]["digest"] == ranks[1]["digest"]
     assert (tmp_path / "run" / "generator_ema" / "model.safetensors").is_file()
+    # stopping after 2 steps and resuming to 3 continues exactly, each process with its own
+    # RNG states (one file per rank), and the ranks stay in sync
+    assert ranks[0]["rng_files"] == ["rng-0.safetensors", "rng-1.safetensors"]
+    assert ranks[0]["resumed_digest"] == ranks[0]["digest"]
+    assert ranks[1]["resumed_digest"] == ranks[1]["digest"]
+    assert ranks[0]["latent_state"] != ranks[1]["latent_state"]
 
 
 # ---------------------------------------------------------------- recipes and CLI

@@ -221,9 +221,12 @@ class GANTrainer:
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
         from accelerate.utils import set_seed
 
-        set_seed(config.seed, device_specific=True)
+        # the same initial weights in every process (the EMA copy is never synchronized by
+        # DDP), then per-process randomness for the noise inputs
+        set_seed(config.seed)
         self.G, self.D = self._build_models()
         self.ema = EMA(self.G)
+        set_seed(config.seed, device_specific=True)
         self.state = TrainerState()
         self._iter: Any = None
         self.data = self._build_data(dataset)
