@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -186,11 +187,14 @@ def load_tensor_file(path: str | os.PathLike, *, what: str = "weights",
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle errors come in many types
             message = " ".join(str(exc).split())
-            if "Weights only load failed" in message or "weights_only" in message:
-                reason = ("it holds pickled Python objects besides tensors, which could run "
-                          "code when loaded, so pixelfold does not load them")
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+            if found:
+                reason = (f"it holds pickled Python objects besides tensors ({found.group(1)}), "
+                          f"which could run code when loaded, so pixelfold does not load them")
             else:
-                reason = f"not a PyTorch weights file ({type(exc).__name__}: {message[:200]})"
+                detail = message.split("WeightsUnpickler error:")[-1].split(" Check the ")[0]
+                reason = (f"not a PyTorch weights file ({type(exc).__name__}: "
+                          f"{detail.strip()[:200]})")
             raise ValueError(f"cannot read {path} as the {what}: {reason}") from None
     if key is not None and isinstance(state, Mapping) and key in state \
             and isinstance(state[key], Mapping):
