@@ -535,3 +535,27 @@ def test_config_rejects_non_finite_numbers_and_unknown_presets():
         TrainConfig(betas=(0.0, 1.5))
     with pytest.raises(ConfigError, match="unknown preset 'bogus'; choose one of"):
         TrainConfig(preset="bogus")
+
+
+def test_an_unwritable_output_dir_is_refused_before_any_work(tmp_path, images):
+    """A folder the user cannot write in: read-only by its mode (root writes anywhere, so as
+    root a read-only file system instead)."""
+    parent = tmp_path / "readonly"
+    parent.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs",
+                                  str(parent)], capture_output=True).returncode == 0
+        if not mounted:
+            pytest.skip("running as root without a way to make a read-only folder")
+    else:
+        parent.chmod(0o555)
+    try:
+        with pytest.raises(ConfigError, match=rf"--output-dir {parent / 'run'}: cannot write "
+                                              rf"in {parent}$"):
+            GANTrainer(_config(tmp_path, output_dir=str(parent / "run")))
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(parent)], check=True)
+        else:
+            parent.chmod(0o755)
