@@ -39,8 +39,7 @@ class MetricsReport:
     """Metric values (``None`` when not computed) and the protocol that produced them.
 
     Every value is a finite number: a NaN or infinite result raises
-    [`NonFiniteError`][pixelfold.utils.errors.NonFiniteError] naming it instead of being
-    reported.
+    ``pixelfold.utils.NonFiniteError`` naming it instead of being reported.
 
     ``protocol`` maps a group (``"fidelity"`` for FID/KID/precision/recall/IS, ``"ppl"``,
     ``"fd_dinov2"``) to the settings of that computation: image counts, seeds, quantization,

@@ -242,6 +242,7 @@ class RealImages(torch.utils.data.Dataset):
                              f"{resize_filter!r}")
         if max_images is not None and max_images < 1:
             raise ValueError(f"max_images must be >= 1, got {max_images}")
+        given = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None
         if isinstance(dataset, str) and dataset == "digits":
             self.source = "digits (scikit-learn)"
             dataset = _digits(resolution)
@@ -267,8 +268,8 @@ class RealImages(torch.utils.data.Dataset):
         try:  # fail here, not in a data-loader worker, when no image can be decoded
             self.images[0]
         except RuntimeError as exc:
-            raise DataError(f"the real images {self.source}: {exc} (expected image files "
-                            f"that PIL can decode)") from None
+            raise DataError(f"the real images {given or self.source}: {exc} (expected image "
+                            f"files that PIL can decode)") from None
         self.resolution = resolution
         self.resize_filter = resize_filter
         self.num_available = len(self.images)
@@ -299,7 +300,7 @@ class RealImages(torch.utils.data.Dataset):
 
 
 def _check_has_images(folder: Path) -> None:
-    """Raise [`DataError`][pixelfold.utils.errors.DataError] when ``folder`` holds no file with
+    """Raise ``pixelfold.utils.DataError`` when ``folder`` holds no file with
     an image extension (what the ``imagefolder`` loader looks for)."""
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 

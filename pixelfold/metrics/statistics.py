@@ -76,8 +76,9 @@ class FeatureStatistics:
         for name in ("mu", "sigma"):
             bad = int((~np.isfinite(getattr(self, name))).sum())
             if bad:
-                raise NonFiniteError(f"the statistics' {name} holds {bad} non-finite values "
-                                     f"(NaN or infinity) of {getattr(self, name).size}")
+                raise NonFiniteError(f"the statistics' {name} holds {bad} non-finite "
+                                     f"value{'s' if bad > 1 else ''} (NaN or infinity) of "
+                                     f"{getattr(self, name).size}")
 
     @property
     def dim(self) -> int:
@@ -216,8 +217,9 @@ def _numbers(array: np.ndarray, name: str, path: Path) -> np.ndarray:
     array = array.astype(np.float64)
     bad = int((~np.isfinite(array)).sum())
     if bad:
-        raise NonFiniteError(f"{path}: array {name!r} holds {bad} non-finite values (NaN or "
-                             f"infinity) of {array.size}; statistics must be finite")
+        raise NonFiniteError(f"{path}: array {name!r} holds {bad} non-finite "
+                             f"value{'s' if bad > 1 else ''} (NaN or infinity) of {array.size}; "
+                             f"statistics must be finite")
     return array
 
 

@@ -243,11 +243,11 @@ def read_weights(spec: WeightsFile, path: str | os.PathLike,
     """The tensors of a weights file for the network of ``spec``, read without running code and
     verified.
 
-    The file is read by [`load_tensor_file`][pixelfold.utils.tensors.load_tensor_file]
-    (safetensors, or ``torch.load(weights_only=True)``), its names and shapes are checked
-    against ``expected`` with [`check_state_dict`][pixelfold.metrics.weights.check_state_dict]
-    (skipped when ``expected`` is ``None``, for a loader that adapts other layouts and checks
-    the result itself), and every floating-point tensor must be finite.
+    The file is read by ``pixelfold.utils.load_tensor_file`` (safetensors, or
+    ``torch.load(weights_only=True)``), its names and shapes are checked against ``expected``
+    with [`check_state_dict`][pixelfold.metrics.weights.check_state_dict] (skipped when
+    ``expected`` is ``None``, for a loader that adapts other layouts and checks the result
+    itself), and every floating-point tensor must be finite.
 
     Args:
         spec: which network the file is for.
@@ -262,7 +262,7 @@ def read_weights(spec: WeightsFile, path: str | os.PathLike,
     Raises:
         FileNotFoundError: no such file.
         ValueError: not a file of tensors (TorchScript, pickled objects, text, damaged; from
-            [`load_tensor_file`][pixelfold.utils.tensors.load_tensor_file]).
+            ``pixelfold.utils.load_tensor_file``).
         WeightsError: the tensors of another network.
         NonFiniteError: a tensor holds NaN or infinity (the message names it and the file).
     """
