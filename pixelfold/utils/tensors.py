@@ -282,10 +282,26 @@ def non_finite(tensors: Any) -> list[tuple[str, int, int]]:
     found = []
     for name, t in _tensors(tensors):
         if t.is_floating_point() or t.is_complex():
-            ok = torch.isfinite(t.detach())
+            values, repeats = _distinct(t.detach())
+            ok = torch.isfinite(values)
             if not bool(ok.all()):
-                found.append((name, int((~ok).sum()), t.numel()))
+                found.append((name, int((~ok).sum()) * repeats, t.numel()))
     return found
+
+
+def _distinct(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``t`` without the repeats of its broadcast (stride-0) dimensions, and how many times
+    each remaining value stands for: an ``expand``-ed tensor is checked at the cost of its
+    storage, not of its size."""
+    if t.layout != torch.strided:
+        return t, 1
+    index = tuple(0 if stride == 0 and size > 1 else slice(None)
+                  for stride, size in zip(t.stride(), t.shape, strict=True))
+    repeats = 1
+    for stride, size in zip(t.stride(), t.shape, strict=True):
+        if stride == 0 and size > 1:
+            repeats *= size
+    return t[index], repeats
 
 
 def check_finite(tensors: Any, *, what: str, source: str | None = None) -> None:
