@@ -308,6 +308,12 @@ def compute_fd_dinov2(
     Returns:
         A [`MetricsReport`][pixelfold.metrics.report.MetricsReport] with ``fd_dinov2`` and
         ``protocol["fd_dinov2"]``.
+
+    Raises:
+        MissingWeightsError: no weights file and the Hub download failed or is switched off.
+        ValueError: the weights file is not the model's tensors (see
+            [`load_dinov2`][pixelfold.metrics.fd_dinov2.load_dinov2]), or statistics that do not
+            fit (other feature space or resolution, NaN).
     """
     started = time.perf_counter()
     dev = resolve_device(device)

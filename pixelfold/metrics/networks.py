@@ -156,6 +156,8 @@ def lpips_network(lpips_tensors: Mapping[str, torch.Tensor],
     Its constructor fetches the linear layers with ``torch.hub.load_state_dict_from_url`` and
     the backbone with torchvision's pretrained VGG16; while it runs, these two are replaced by
     the tensors given (a VGG16 is built and loaded from ``vgg16_tensors``), so no file is read.
+    (The replacement is module-wide for that moment: build LPIPS networks from one thread at a
+    time.)
 
     Args:
         lpips_tensors: from [`read_lpips_weights`][pixelfold.metrics.networks.read_lpips_weights].

@@ -180,6 +180,11 @@ def compute_ppl(
     Returns:
         A [`MetricsReport`][pixelfold.metrics.report.MetricsReport] with ``ppl``, ``ppl_std`` and
         ``protocol["ppl"]``.
+
+    Raises:
+        MissingWeightsError: an LPIPS or VGG16 file is neither given nor downloadable.
+        ValueError: a weights file is not the network's tensors (the message names it), bad
+            arguments, or path lengths that are not finite (``NonFiniteError``).
     """
     from ..layers import check_noise_mode
 

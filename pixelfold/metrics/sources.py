@@ -306,11 +306,12 @@ def _check_has_images(folder: Path) -> None:
 
     extensions = {e.lower() for e in ImageFolder.EXTENSIONS}
     files = []
-    for file in sorted(folder.rglob("*")):
+    for file in folder.rglob("*"):
         if file.is_file():
             if file.suffix.lower() in extensions:
                 return
             files.append(file.relative_to(folder).as_posix())
+    files.sort()
     found = (f"it holds {len(files)} files, none an image ({', '.join(files[:3])}"
              f"{', ...' if len(files) > 3 else ''})" if files else "it is empty")
     raise DataError(f"the real images {folder}: {found}; expected a folder of images (.png, "
