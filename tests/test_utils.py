@@ -107,9 +107,13 @@ def test_load_tensor_file_explains_what_a_file_is(tmp_path):
         load_tensor_file(script, what="Inception weights")
     text = tmp_path / "text.pth"
     text.write_text("not weights")
-    with pytest.raises(ValueError, match=r"cannot read .*text.pth as the VGG weights: not a "
-                                         r"PyTorch weights file"):
+    with pytest.raises(ValueError, match=r"cannot read .*text.pth as the VGG weights: it is a "
+                                         r"text file, not a PyTorch"):
         load_tensor_file(text, what="VGG weights")
+    binary = tmp_path / "binary.pth"
+    binary.write_bytes(bytes(range(200, 256)) * 4)
+    with pytest.raises(ValueError, match=r"binary.pth as the weights: it is neither a PyTorch"):
+        load_tensor_file(binary)
     nested = tmp_path / "nested.pt"
     torch.save({"a": {"b": torch.ones(1)}}, nested)
     with pytest.raises(ValueError, match="not a flat state dict of tensors"):

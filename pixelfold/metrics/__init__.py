@@ -24,7 +24,7 @@ from .statistics import (
     load_statistics,
     save_statistics,
 )
-from .weights import MissingWeightsError, resolve_weights
+from .weights import MissingWeightsError, WeightsError, resolve_weights
 
 __all__ = [
     "DINOV2_MODEL",
@@ -36,6 +36,7 @@ __all__ = [
     "MissingWeightsError",
     "ModuleCost",
     "RealImages",
+    "WeightsError",
     "compute_dinov2_statistics",
     "compute_fd_dinov2",
     "compute_inception_statistics",

@@ -34,7 +34,16 @@ from .sources import (
     resolve_real,
 )
 from .statistics import FeatureStatistics, StatisticsAccumulator, frechet_distance
-from .weights import DINOV2_WEIGHTS, MissingWeightsError, file_sha256, is_offline, local_weights
+from .weights import (
+    DINOV2_WEIGHTS,
+    MissingWeightsError,
+    WeightsError,
+    check_state_dict,
+    file_sha256,
+    is_offline,
+    local_weights,
+    read_weights,
+)
 
 __all__ = [
     "DINOV2_MODEL",
@@ -100,9 +109,70 @@ def _cached_on_hub(repo_id: str) -> str | None:
     return None
 
 
+def _hub_weights(model_name: str, cfg: Any) -> Path:
+    """The pretrained weights file of ``model_name`` from the Hugging Face cache, downloaded
+    into it first when missing (unless downloads are off)."""
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        raise MissingWeightsError(
+            f"{DINOV2_WEIGHTS.title}: timm lists no Hugging Face Hub weights for {model_name}; "
+            f"{DINOV2_WEIGHTS.how_to_provide()}.")
+    cached = _cached_on_hub(hub_id)
+    if cached is not None:
+        return Path(cached)
+    where = f"hf-hub:{hub_id}"
+    if is_offline():
+        raise MissingWeightsError(
+            f"{DINOV2_WEIGHTS.title}: {model_name} ({where}) is not in the Hugging Face "
+            f"cache and downloads are off (HF_HUB_OFFLINE=1). Download the weights on a "
+            f"machine with internet, then {DINOV2_WEIGHTS.how_to_provide()}.")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    filename = getattr(cfg, "hf_hub_filename", None)
+    names = [filename] if filename else ["model.safetensors", "pytorch_model.bin"]
+    try:
+        for name in names[:-1]:
+            try:
+                return Path(hf_hub_download(hub_id, name))
+            except EntryNotFoundError:
+                continue
+        return Path(hf_hub_download(hub_id, names[-1]))
+    except Exception as exc:  # no network, proxy, HTTP error, disk...
+        raise MissingWeightsError(
+            f"{DINOV2_WEIGHTS.title}: {model_name} ({where}) could not be downloaded "
+            f"({type(exc).__name__}: {exc}). Without internet, "
+            f"{DINOV2_WEIGHTS.how_to_provide()}.") from exc
+
+
+def _mismatch(model_name: str, size: dict[str, Any], file: Path,
+              state: dict[str, torch.Tensor], exc: Exception) -> WeightsError:
+    """Why timm could not load ``state`` (the tensors of ``file``) into ``model_name``: the
+    names and shapes it lacks or has in excess, else timm's own reason."""
+    import timm
+
+    with torch.device("meta"):
+        skeleton = timm.create_model(model_name, pretrained=False, num_classes=0, **size)
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    try:  # the position embedding and patch projection are resampled to the input size
+        check_state_dict(state, expected, network=f"{DINOV2_WEIGHTS.network} ({model_name})",
+                         source=file, any_shape={"pos_embed", "patch_embed.proj.weight"})
+    except WeightsError as mismatch:
+        return mismatch
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return WeightsError(f"{file} does not fit {model_name}: {reason[:300]}")
+
+
 def load_dinov2(model_name: str = DINOV2_MODEL, *, weights: str | os.PathLike | None = None,
                 image_size: int = 224) -> DinoV2Features:
     """Build the FD-DINOv2 feature extractor.
+
+    The weights file (given, or the Hugging Face Hub's, from its cache or downloaded) is read by
+    pixelfold as tensors only (safetensors, or ``torch.load(weights_only=True)``) and checked
+    to be finite; timm builds the model from these tensors (adapting known layouts, like the
+    original DINOv2 checkpoints, and resampling the position embedding) and loads them
+    strictly: every tensor of the model must come from the file, and the file may hold nothing
+    else (a classifier head aside). Nothing in the file can run code.
 
     Args:
         model_name: timm model name (any ViT works; tests use a tiny random one).
@@ -113,40 +183,43 @@ def load_dinov2(model_name: str = DINOV2_MODEL, *, weights: str | os.PathLike | 
 
     Raises:
         MissingWeightsError: no local file and the Hub download failed or is switched off.
+        ValueError: the file is not a state dict of tensors (TorchScript, pickled objects,
+            text, damaged), holds NaN or infinity, or is not the weights of ``model_name``
+            (the message names the file).
     """
     import timm
     from timm.models import get_pretrained_cfg
 
     if not timm.is_model(model_name):
         raise ValueError(f"{model_name!r} is not a timm model name")
-    file = local_weights(DINOV2_WEIGHTS, weights)
     cfg = get_pretrained_cfg(model_name)
-    kwargs: dict[str, Any] = {"pretrained": True, "num_classes": 0}
+    file = local_weights(DINOV2_WEIGHTS, weights)
+    if file is None:
+        file = _hub_weights(model_name, cfg)
+    state = read_weights(DINOV2_WEIGHTS, file, None)  # layouts are timm's to adapt: see below
+    classifiers = getattr(cfg, "classifier", None) if cfg is not None else None
+    for name in (classifiers,) if isinstance(classifiers, str) else (classifiers or ()):
+        state.pop(f"{name}.weight", None)  # the head is not used: num_classes=0
+        state.pop(f"{name}.bias", None)
+    size: dict[str, Any] = {}
     if cfg is not None and cfg.input_size[-1] != image_size:
-        kwargs["img_size"] = image_size
-    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    if file is not None:
-        kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
-        model = timm.create_model(model_name, **kwargs)
-    else:
-        where = f"hf-hub:{hub_id}" if hub_id else model_name
-        if is_offline() and (hub_id is None or _cached_on_hub(hub_id) is None):
-            raise MissingWeightsError(
-                f"{DINOV2_WEIGHTS.title}: {model_name} ({where}) is not in the Hugging Face "
-                f"cache and downloads are off (HF_HUB_OFFLINE=1). Download the weights on a "
-                f"machine with internet, then {DINOV2_WEIGHTS.how_to_provide()}.")
-        try:
-            model = timm.create_model(model_name, **kwargs)
-        except Exception as exc:
-            raise MissingWeightsError(
-                f"{DINOV2_WEIGHTS.title}: {model_name} ({where}) could not be loaded "
-                f"({type(exc).__name__}: {exc}). Without internet, "
-                f"{DINOV2_WEIGHTS.how_to_provide()}.") from exc
+        size["img_size"] = image_size
+    shapes = {name: torch.empty(t.shape, device="meta") for name, t in state.items()}
+    # a state dict, not a file, for timm to load; num_classes matching the overlay's keeps its
+    # loading strict (missing or unexpected tensors are errors)
+    overlay = {"state_dict": state, "num_classes": 0}
+    del state
+    try:
+        model = timm.create_model(model_name, pretrained=True, num_classes=0,
+                                  pretrained_cfg_overlay=overlay, **size)
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
+        raise _mismatch(model_name, size, file, shapes, exc) from None
+    finally:
+        overlay.clear()
+    if isinstance(getattr(model, "pretrained_cfg", None), dict):
+        model.pretrained_cfg.pop("state_dict", None)  # timm keeps a copy of the overlay there
     extractor = DinoV2Features(model, model_name, image_size)
-    if file is not None:
-        extractor.weights = str(file)
-    elif hub_id is not None:
-        extractor.weights = _cached_on_hub(hub_id) or f"hf-hub:{hub_id}"
+    extractor.weights = str(file)
     return extractor
 
 
@@ -235,6 +308,12 @@ def compute_fd_dinov2(
     Returns:
         A [`MetricsReport`][pixelfold.metrics.report.MetricsReport] with ``fd_dinov2`` and
         ``protocol["fd_dinov2"]``.
+
+    Raises:
+        MissingWeightsError: no weights file and the Hub download failed or is switched off.
+        ValueError: the weights file is not the model's tensors (see
+            [`load_dinov2`][pixelfold.metrics.fd_dinov2.load_dinov2]), or statistics that do not
+            fit (other feature space or resolution, NaN).
     """
     started = time.perf_counter()
     dev = resolve_device(device)

@@ -16,11 +16,17 @@ feature set is extracted once and FID goes through
 float64, with a pivoted Cholesky factorization and a symmetric eigendecomposition), the function
 that also compares saved statistics: FID against images and FID against their saved statistics
 are one computation.
+
+The weights files are read by pixelfold, not by torch-fidelity: tensors only, checked against
+the network (names, shapes, finiteness), then handed to torch-fidelity's extractors as an
+in-memory file of those tensors (see [`pixelfold.metrics.networks`][pixelfold.metrics.networks]).
+The real features cached with ``cache_dir`` are safetensors files, read back the same way.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 import warnings
@@ -32,6 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..utils import atomic_write_bytes, load_tensor_file, non_finite
+from .networks import fidelity_extractor, read_fidelity_weights
 from .report import MetricsReport
 from .sources import (
     GeneratorSource,
@@ -58,6 +66,8 @@ __all__ = [
     "compute_inception_statistics",
     "compute_metrics",
 ]
+
+logger = logging.getLogger(__name__)
 
 INCEPTION = "inception-v3-compat"
 """torch-fidelity's name of its TensorFlow-compatible Inception-v3."""
@@ -173,8 +183,9 @@ def compute_metrics(
         truncation_psi: truncation of the generator (1: none).
         noise_mode: noise of the generator: ``"random"``, ``"const"`` or ``"none"``.
         resize_filter: filter that resizes the real images to the generator's resolution.
-        cache_dir: if given, torch-fidelity caches the real features there, keyed on the real
-            source, subset, resolution, filter and weights (not on the files' contents).
+        cache_dir: if given, the real features are cached there (one ``.safetensors`` file per
+            feature extractor), keyed on the real source, subset, resolution, filter and the
+            weights' SHA-256 (not on the image files' contents).
         progress: show progress bars and torch-fidelity's messages.
 
     Returns:
@@ -184,6 +195,9 @@ def compute_metrics(
     Raises:
         MissingWeightsError: offline without a local weights file (the message names the
             argument, the CLI flag and the environment variable).
+        ValueError: a weights file that is not the network's tensors (TorchScript, pickled
+            objects, text, another network, NaN: the message names the file), real statistics
+            that do not fit, or other bad arguments.
     """
     import torch_fidelity
     from torch_fidelity.metric_isc import isc_featuresdict_to_metric
@@ -211,6 +225,10 @@ def compute_metrics(
         if use_inception else None
     vgg_path = resolve_weights(VGG16_WEIGHTS, vgg16_weights, progress=progress) \
         if use_vgg else None
+    # read and verified by pixelfold (tensors only) before anything else is loaded
+    inception_tensors = read_fidelity_weights(INCEPTION, inception_path) \
+        if inception_path is not None else None
+    vgg_tensors = read_fidelity_weights("vgg16", vgg_path) if vgg_path is not None else None
     dev = resolve_device(device)
     source = GeneratorSource(as_generator(generator), num_images=num_gen,
                              batch_size=batch_size, seed=seed, truncation_psi=truncation_psi,
@@ -259,7 +277,7 @@ def compute_metrics(
             layers = (["2048"] if fid or kid or prc_inception else []) \
                 + (["logits_unbiased"] if isc else [])
             needs_real = (fid or kid or prc_inception) and stats is None
-            gen, real_features = _features(INCEPTION, layers, inception_path, source,
+            gen, real_features = _features(INCEPTION, layers, inception_tensors, source,
                                            real_data if needs_real else None, common,
                                            cache_dir, protocol.get("inception_weights_sha256"))
             if isc:
@@ -285,8 +303,8 @@ def compute_metrics(
                     gen, real_features, "2048", prc_neighborhood=_PRC_NEIGHBORHOOD,
                     verbose=progress)))
         if use_vgg:
-            gen, real_features = _features("vgg16", ["fc2_relu"], vgg_path, source, real_data,
-                                           common, cache_dir,
+            gen, real_features = _features("vgg16", ["fc2_relu"], vgg_tensors, source,
+                                           real_data, common, cache_dir,
                                            protocol.get("vgg16_weights_sha256"))
             values.update(_collect(prc_featuresdict_to_metric(
                 gen, real_features, "fc2_relu", prc_neighborhood=_PRC_NEIGHBORHOOD,
@@ -295,32 +313,61 @@ def compute_metrics(
     return MetricsReport(**values, protocol={"fidelity": protocol})
 
 
-def _features(name: str, layers: list[str], weights: Path | None, source: GeneratorSource,
-              real: Any, common: dict[str, Any], cache_dir: str | os.PathLike | None,
+def _features(name: str, layers: list[str], weights: dict[str, torch.Tensor] | None,
+              source: GeneratorSource, real: Any, common: dict[str, Any],
+              cache_dir: str | os.PathLike | None,
               weights_sha: str | None) -> tuple[dict[str, torch.Tensor], Any]:
     """Features of the generated images and (unless ``real`` is ``None``) of the real ones,
-    extracted by torch-fidelity's network ``name``."""
-    from torch_fidelity.utils import (
-        create_feature_extractor,
-        extract_featuresdict_from_input_id_cached,
-    )
+    extracted by torch-fidelity's network ``name`` with the verified ``weights``."""
+    from torch_fidelity.utils import extract_featuresdict_from_input_id_cached
 
-    extractor = create_feature_extractor(name, layers, cuda=common["cuda"],
-                                         feature_extractor_weights_path=str(weights),
-                                         verbose=common["verbose"])
+    assert weights is not None
+    extractor = fidelity_extractor(name, layers, weights, cuda=common["cuda"],
+                                   verbose=common["verbose"])
     with source.seeded():
         gen = extract_featuresdict_from_input_id_cached(
             1, extractor, input1=source.fidelity_model(),
             input1_model_num_samples=len(source), **common)
     real_features = None
     if real is not None:
-        kwargs = dict(common, input1=real)
+        cache = None
         if cache_dir is not None and isinstance(real, RealImages):
-            kwargs.update(cache=True, cache_root=str(cache_dir),
-                          input1_cache_name=_cache_name(real, source.resolution,
-                                                        weights_sha or ""))
-        real_features = extract_featuresdict_from_input_id_cached(1, extractor, **kwargs)
+            cache = Path(cache_dir) / (f"{_cache_name(real, source.resolution, weights_sha or '')}"
+                                       f"-{name}-features.safetensors")
+            real_features = _cached_features(cache, layers, len(real))
+        if real_features is None:
+            real_features = extract_featuresdict_from_input_id_cached(1, extractor, input1=real,
+                                                                      **common)
+            if cache is not None:
+                _save_features(cache, real_features, layers)
     return gen, real_features
+
+
+def _cached_features(path: Path, layers: list[str], count: int) -> dict[str, torch.Tensor] | None:
+    """The features cached in ``path`` (a safetensors file, read as tensors only), or ``None``
+    when there is no usable cache (absent, unreadable, other layers or image count, NaN)."""
+    if not path.is_file():
+        return None
+    try:
+        cached = load_tensor_file(path, what="cached features")
+    except ValueError as exc:
+        logger.warning("ignoring the feature cache %s (%s); computing the features again",
+                       path, exc)
+        return None
+    features = {layer: cached[layer] for layer in layers if layer in cached}
+    if len(features) != len(layers) or any(f.ndim < 1 or f.shape[0] != count
+                                           for f in features.values()) or non_finite(features):
+        logger.warning("ignoring the feature cache %s (not the features of these %d images); "
+                       "computing them again", path, count)
+        return None
+    return features
+
+
+def _save_features(path: Path, features: dict[str, torch.Tensor], layers: list[str]) -> None:
+    from safetensors.torch import save
+
+    data = save({layer: features[layer].detach().cpu().contiguous() for layer in layers})
+    atomic_write_bytes(path, data)
 
 
 def compute_inception_statistics(
@@ -353,21 +400,18 @@ def compute_inception_statistics(
         progress: show progress bars.
     """
     import torch_fidelity
-    from torch_fidelity.utils import (
-        create_feature_extractor,
-        extract_featuresdict_from_input_id_cached,
-    )
+    from torch_fidelity.utils import extract_featuresdict_from_input_id_cached
 
     weights = resolve_weights(INCEPTION_WEIGHTS, inception_weights, progress=progress)
+    tensors = read_fidelity_weights(INCEPTION, weights)
     data = resolve_real(real, resolution, max_images=num_real, resize_filter=resize_filter,
                         seed=seed)
     if isinstance(data, FeatureStatistics):
         raise ValueError("compute_inception_statistics needs images, got statistics")
     dev = resolve_device(device)
     with _fidelity_context(dev):
-        extractor = create_feature_extractor(
-            INCEPTION, ["2048"], cuda=dev.type == "cuda",
-            feature_extractor_weights_path=str(weights), verbose=progress)
+        extractor = fidelity_extractor(INCEPTION, ["2048"], tensors, cuda=dev.type == "cuda",
+                                       verbose=progress)
         features = extract_featuresdict_from_input_id_cached(
             1, extractor, input1=data, cuda=dev.type == "cuda", batch_size=batch_size,
             verbose=progress, cache=False)

@@ -11,18 +11,15 @@ sampling="full", interpolation="slerp", quantize=False, resize=None`` for PPL-Z.
 
 torch-fidelity's own PPL cannot run on numpy >= 2.4 (its percentile trimming passes
 ``interpolation=``, an argument numpy removed), and it interpolates only the input latents,
-so the path is walked here and only the LPIPS network is torch-fidelity's.
+so the path is walked here and only the LPIPS network is torch-fidelity's (built from weights
+files that pixelfold reads as tensors only and verifies).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +27,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..utils import NonFiniteError
+from .networks import lpips_network, read_fidelity_weights, read_lpips_weights
 from .report import MetricsReport
 from .sources import (
     QUANTIZATION,
@@ -74,36 +73,15 @@ def trim_percentiles(values: Any, lower: float | None = 1.0,
     return v[keep]
 
 
-@contextmanager
-def _hub_checkpoints(files: dict[str, Path]) -> Iterator[None]:
-    """Point torch hub at a temporary cache holding ``files`` under the names its downloads
-    use, so that code that only knows URLs finds local files (restored on exit)."""
-    previous = getattr(torch.hub, "_hub_dir", None)
-    previous_dir = torch.hub.get_dir()
-    with tempfile.TemporaryDirectory(prefix="pixelfold-hub-") as tmp:
-        checkpoints = Path(tmp) / "checkpoints"
-        checkpoints.mkdir()
-        for name, path in files.items():
-            try:
-                (checkpoints / name).symlink_to(Path(path).resolve())
-            except OSError:
-                shutil.copyfile(path, checkpoints / name)
-        torch.hub.set_dir(tmp)
-        try:
-            yield
-        finally:
-            if hasattr(torch.hub, "_hub_dir"):
-                torch.hub._hub_dir = previous
-            else:
-                torch.hub.set_dir(previous_dir)
-
-
 def lpips_vgg16(*, lpips_weights: str | os.PathLike | None = None,
                 vgg16_weights: str | os.PathLike | None = None, resize: int | None = 64,
                 uint8: bool = True, progress: bool = True) -> nn.Module:
     """torch-fidelity's LPIPS-VGG16 (``SampleSimilarityLPIPS``), built from local files.
 
-    ``module(a, b)`` returns the LPIPS distance of each pair of images in ``[0, 255]``.
+    ``module(a, b)`` returns the LPIPS distance of each pair of images in ``[0, 255]``. Both
+    files are read by pixelfold as tensors only and checked (names, shapes, finiteness) before
+    the network is built from them (see
+    [`lpips_network`][pixelfold.metrics.networks.lpips_network]); nothing in them can run code.
 
     Args:
         lpips_weights: the LPIPS linear layers (torch-fidelity's ``weights-vgg16-lpips.pth``;
@@ -113,15 +91,16 @@ def lpips_vgg16(*, lpips_weights: str | os.PathLike | None = None,
         resize: side the images are resized to before LPIPS (``None``: as they are).
         uint8: expect uint8 images (else floats in ``[0, 255]``).
         progress: show download progress.
-    """
-    from torch_fidelity.sample_similarity_lpips import SampleSimilarityLPIPS
 
+    Raises:
+        MissingWeightsError: a file is neither given nor downloadable.
+        ValueError: a file is not the network's tensors (the message names it).
+    """
     lpips_path = resolve_weights(LPIPS_WEIGHTS, lpips_weights, progress=progress)
     vgg_path = resolve_weights(VGG16_WEIGHTS, vgg16_weights, progress=progress)
-    with _hub_checkpoints({LPIPS_WEIGHTS.filename: lpips_path,
-                           VGG16_WEIGHTS.filename: vgg_path}):
-        module = SampleSimilarityLPIPS("lpips-vgg16", sample_similarity_resize=resize,
-                                       sample_similarity_dtype="uint8" if uint8 else None)
+    module = lpips_network(read_lpips_weights(lpips_path),
+                           read_fidelity_weights("vgg16", vgg_path), resize=resize,
+                           dtype="uint8" if uint8 else None)
     return module.eval().requires_grad_(False)
 
 
@@ -201,6 +180,11 @@ def compute_ppl(
     Returns:
         A [`MetricsReport`][pixelfold.metrics.report.MetricsReport] with ``ppl``, ``ppl_std`` and
         ``protocol["ppl"]``.
+
+    Raises:
+        MissingWeightsError: an LPIPS or VGG16 file is neither given nor downloadable.
+        ValueError: a weights file is not the network's tensors (the message names it), bad
+            arguments, or path lengths that are not finite (``NonFiniteError``).
     """
     from ..layers import check_noise_mode
 
@@ -260,8 +244,9 @@ def compute_ppl(
                               truncation_psi=truncation_psi, noise_mode=noise_mode,
                               progress=progress)
     if not np.isfinite(distances).all():
-        raise RuntimeError(f"{int((~np.isfinite(distances)).sum())} of {distances.size} path "
-                           f"lengths are not finite: check the generator's outputs")
+        raise NonFiniteError(f"{int((~np.isfinite(distances)).sum())} of {distances.size} path "
+                             f"lengths are not finite (NaN or infinity), so PPL cannot be "
+                             f"reported: check the generator's outputs")
     kept = trim_percentiles(distances, 1.0, 99.0)
     protocol["discard"] = ("below the 1st and above the 99th percentile (numpy methods "
                            "'lower' / 'higher')")

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..utils import NonFiniteError
+
 __all__ = ["MetricsReport"]
 
 # attribute -> (label in tables, attribute of its spread or None, format)
@@ -22,9 +24,22 @@ _ROWS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+def _label(name: str) -> str:
+    """How an attribute is called in messages: ``"FID"``, ``"the standard deviation of KID"``."""
+    for attr, (label, spread, _) in _ROWS.items():
+        if name == attr:
+            return label
+        if name == spread:
+            return f"the standard deviation of {label}"
+    return name
+
+
 @dataclass
 class MetricsReport:
     """Metric values (``None`` when not computed) and the protocol that produced them.
+
+    Every value is a finite number: a NaN or infinite result raises
+    ``pixelfold.utils.NonFiniteError`` naming it instead of being reported.
 
     ``protocol`` maps a group (``"fidelity"`` for FID/KID/precision/recall/IS, ``"ppl"``,
     ``"fd_dinov2"``) to the settings of that computation: image counts, seeds, quantization,
@@ -57,6 +72,12 @@ class MetricsReport:
     fd_dinov2: float | None = None
     protocol: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name, value in self.metrics().items():
+            if not math.isfinite(value):
+                raise NonFiniteError(f"{_label(name)} came out {value}, not a finite number, so "
+                                     f"it is not reported")
+
     def metrics(self) -> dict[str, float]:
         """The computed values, by attribute name."""
         return {f.name: getattr(self, f.name) for f in fields(self)
@@ -87,7 +108,7 @@ class MetricsReport:
             value = getattr(self, name)
             if value is None:
                 continue
-            text = format(value, fmt) if math.isfinite(value) else str(value)
+            text = format(value, fmt)
             spread_value = getattr(self, spread) if spread else None
             if spread_value is not None:
                 text += f" ± {format(spread_value, fmt)}"

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils import DataError
 from .statistics import FeatureStatistics, load_statistics
 
 __all__ = [
@@ -241,13 +242,19 @@ class RealImages(torch.utils.data.Dataset):
                              f"{resize_filter!r}")
         if max_images is not None and max_images < 1:
             raise ValueError(f"max_images must be >= 1, got {max_images}")
+        given = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None
         if isinstance(dataset, str) and dataset == "digits":
             self.source = "digits (scikit-learn)"
             dataset = _digits(resolution)
         elif isinstance(dataset, (str, os.PathLike)):
             path = Path(dataset)
             self.source = str(path.resolve()) if path.exists() else str(dataset)
-            dataset = load_image_dataset(dataset, split=split)
+            try:
+                dataset = load_image_dataset(dataset, split=split)
+            except Exception:
+                if path.is_dir():
+                    _check_has_images(path)  # the likely reason, said plainly
+                raise
         else:
             fingerprint = getattr(dataset, "_fingerprint", None)
             self.source = f"{type(dataset).__name__}" + (f" {fingerprint}" if fingerprint
@@ -258,6 +265,11 @@ class RealImages(torch.utils.data.Dataset):
                              "not supported by the metrics)")
         self.images = ImageDataset(dataset, resolution, image_column=image_column,
                                    resize_filter=resize_filter)
+        try:  # fail here, not in a data-loader worker, when no image can be decoded
+            self.images[0]
+        except RuntimeError as exc:
+            raise DataError(f"the real images {given or self.source}: {exc} (expected image "
+                            f"files that PIL can decode)") from None
         self.resolution = resolution
         self.resize_filter = resize_filter
         self.num_available = len(self.images)
@@ -285,6 +297,26 @@ class RealImages(torch.utils.data.Dataset):
             "real_preprocessing": f"RGB, shorter side resized to {self.resolution} with the "
                                   f"{self.resize_filter} filter (PIL), center crop, uint8",
         }
+
+
+def _check_has_images(folder: Path) -> None:
+    """Raise ``pixelfold.utils.DataError`` when ``folder`` holds no file with
+    an image extension (what the ``imagefolder`` loader looks for)."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    extensions = {e.lower() for e in ImageFolder.EXTENSIONS}
+    files = []
+    for file in folder.rglob("*"):
+        if file.is_file():
+            if file.suffix.lower() in extensions:
+                return
+            files.append(file.relative_to(folder).as_posix())
+    files.sort()
+    found = (f"it holds {len(files)} files, none an image ({', '.join(files[:3])}"
+             f"{', ...' if len(files) > 3 else ''})" if files else "it is empty")
+    raise DataError(f"the real images {folder}: {found}; expected a folder of images (.png, "
+                    f".jpg, .webp, ...), a folder written by save_to_disk, a Hub dataset id, "
+                    f"'digits' or a statistics .npz")
 
 
 def is_statistics(real: RealInput) -> bool:

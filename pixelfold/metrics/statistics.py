@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..utils import DataError, NonFiniteError
 
 __all__ = [
     "FeatureStatistics",
@@ -50,6 +54,10 @@ class FeatureStatistics:
             (``"unknown"`` for files written by other tools).
         metadata: anything else that defines the protocol (resolution, resize filter, source,
             weights file...); must be JSON-serializable.
+
+    Raises:
+        ValueError: shapes other than ``(D,)`` and ``(D, D)``.
+        NonFiniteError: ``mu`` or ``sigma`` holds NaN or infinity.
     """
 
     mu: np.ndarray
@@ -65,6 +73,12 @@ class FeatureStatistics:
         if self.mu.ndim != 1 or self.sigma.shape != (d, d):
             raise ValueError(f"statistics need mu of shape (D,) and sigma of shape (D, D), got "
                              f"{self.mu.shape} and {self.sigma.shape}")
+        for name in ("mu", "sigma"):
+            bad = int((~np.isfinite(getattr(self, name))).sum())
+            if bad:
+                raise NonFiniteError(f"the statistics' {name} holds {bad} non-finite "
+                                     f"value{'s' if bad > 1 else ''} (NaN or infinity) of "
+                                     f"{getattr(self, name).size}")
 
     @property
     def dim(self) -> int:
@@ -184,24 +198,83 @@ def save_statistics(path: str | os.PathLike, statistics: FeatureStatistics) -> P
     return path
 
 
+def _array(data: Any, name: str, path: Path) -> np.ndarray:
+    """Array ``name`` of the open ``.npz`` ``data``, with one-line errors naming ``path``."""
+    try:
+        array = data[name]
+    except ValueError as exc:  # object arrays: pickled Python objects
+        raise DataError(f"{path}: array {name!r} cannot be read without unpickling Python "
+                        f"objects, which pixelfold does not do ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: array {name!r} is truncated or damaged "
+                        f"({type(exc).__name__}: {exc})") from None
+    return array
+
+
+def _numbers(array: np.ndarray, name: str, path: Path) -> np.ndarray:
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: array {name!r} holds {array.dtype} values, not numbers")
+    array = array.astype(np.float64)
+    bad = int((~np.isfinite(array)).sum())
+    if bad:
+        raise NonFiniteError(f"{path}: array {name!r} holds {bad} non-finite "
+                             f"value{'s' if bad > 1 else ''} (NaN or infinity) of {array.size}; "
+                             f"statistics must be finite")
+    return array
+
+
 def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
     """Read statistics written by
     [`save_statistics`][pixelfold.metrics.statistics.save_statistics], or any ``.npz`` with
     ``mu`` and ``sigma`` arrays (e.g. from other FID tools: their feature extractor is then
-    ``"unknown"``)."""
+    ``"unknown"``).
+
+    The file is read with ``numpy.load(allow_pickle=False)`` (no Python objects), and every
+    array is checked: numbers, finite, shapes ``(D,)`` and ``(D, D)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: not an ``.npz`` archive, truncated, arrays missing, of other shapes or not
+            numbers, metadata that is not JSON (the message names the file and the array).
+        NonFiniteError: ``mu`` or ``sigma`` holds NaN or infinity.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no statistics file at {path}")
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError:  # neither a zip nor a .npy array: numpy takes it for a pickle
+        raise DataError(f"{path} is not a statistics file: expected a NumPy .npz archive with "
+                        f"arrays mu and sigma, and this file is not an .npz archive") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable statistics file: the .npz archive is "
+                        f"truncated or damaged ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} holds a single array ({getattr(data, 'shape', '?')}), not a "
+                        f"statistics .npz archive with arrays mu and sigma")
+    with data:
         missing = {"mu", "sigma"} - set(data.files)
         if missing:
-            raise ValueError(f"{path} is not a statistics file: it lacks {sorted(missing)} "
-                             f"(has {data.files})")
-        metadata = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
-        return FeatureStatistics(
-            mu=data["mu"], sigma=data["sigma"],
-            num_images=int(data["num_images"]) if "num_images" in data.files else 0,
-            feature_extractor=str(data["feature_extractor"])
-            if "feature_extractor" in data.files else "unknown",
-            metadata=metadata,
-        )
+            raise DataError(f"{path} is not a statistics file: it lacks {sorted(missing)} "
+                            f"(has {data.files})")
+        mu = _numbers(_array(data, "mu", path), "mu", path)
+        sigma = _numbers(_array(data, "sigma", path), "sigma", path)
+        extra: dict[str, Any] = {}
+        try:
+            if "num_images" in data.files:
+                extra["num_images"] = int(_array(data, "num_images", path))
+            if "feature_extractor" in data.files:
+                extra["feature_extractor"] = str(_array(data, "feature_extractor", path))
+            if "metadata" in data.files:
+                extra["metadata"] = json.loads(str(_array(data, "metadata", path)))
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"{path}: its num_images, feature_extractor or metadata cannot be "
+                            f"read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(extra.get("metadata", {}), dict):
+        raise DataError(f"{path}: its metadata is not a JSON object")
+    try:
+        return FeatureStatistics(mu=mu, sigma=sigma, **extra)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None

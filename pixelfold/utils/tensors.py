@@ -147,26 +147,74 @@ def load_state(path: str | os.PathLike, *, device: str = "cpu") -> tuple[Any, di
 # ---------------------------------------------------------------------------------------------
 # reading weights files
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80  # first byte of a pickle of protocol >= 2 (torch's legacy format)
+
+
+def _sniff(path: Path) -> str:
+    """What ``path`` holds, from its first bytes: ``"empty"``, ``"safetensors"``, ``"zip"``
+    (torch's format since 1.6, or TorchScript), ``"pickle"`` (torch's legacy format), ``"text"``
+    or ``"unknown"``."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "empty"
+    if len(head) > 8 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"  # an 8-byte header length, then the JSON header
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head[0] == _PICKLE_PROTO:
+        return "pickle"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # may cut a character at the end: retry without the last ones
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return "unknown"
+    if all(c.isprintable() or c in "\t\n\r\f\v" for c in text):
+        return "text"
+    return "unknown"
+
+
+def _torch_load_failure(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in words."""
+    message = " ".join(str(exc).split())
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    if found:
+        return (f"it holds pickled Python objects besides tensors ({found.group(1)}), which "
+                f"could run code when loaded, so pixelfold does not load them")
+    if "Weights only load failed" in message:
+        return ("it holds pickled data other than tensors and plain containers, which could "
+                "run code when loaded, so pixelfold does not load it")
+    if "central directory" in message or "zip archive" in message or isinstance(exc, EOFError):
+        return f"the file is truncated or damaged ({type(exc).__name__})"
+    return f"not a PyTorch weights file ({type(exc).__name__}: {message[:200]})"
+
 
 def load_tensor_file(path: str | os.PathLike, *, what: str = "weights",
                      key: str | None = None) -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` state dict from a weights file, without running any code.
 
-    ``.safetensors`` files are read with safetensors; anything else with
+    A safetensors file (recognized by its content, whatever its suffix) is read with
+    safetensors; a PyTorch file (``.pt`` / ``.pth`` / ``.bin``, zip or legacy format) with
     ``torch.load(weights_only=True)``, which refuses pickled objects other than tensors and
-    plain containers. A dict holding the state dict under ``key`` (e.g. ``"state_dict"``) is
-    unwrapped when ``key`` is given.
+    plain containers. Empty files, text files, TorchScript archives and files of any other
+    format are refused before anything is unpickled. A dict holding the state dict under
+    ``key`` (e.g. ``"state_dict"``) is unwrapped when ``key`` is given.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is a TorchScript archive, a pickle of other objects, text, or
-            truncated; or does not hold a flat dict of tensors. The message names the file and
-            ``what`` it should be.
+        ValueError: the file is empty, text, a TorchScript archive, a pickle of other objects,
+            truncated, of another format, or does not hold a flat dict of tensors. The message
+            names the file and ``what`` it should be.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} file at {path}")
-    if path.suffix == ".safetensors":
+    kind = _sniff(path)
+    if path.suffix == ".safetensors" or kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -176,9 +224,20 @@ def load_tensor_file(path: str | os.PathLike, *, what: str = "weights",
             raise ValueError(f"{path} is not a readable safetensors file for the {what} "
                              f"({' '.join(str(exc).split())})") from None
     else:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
+        refused = {
+            "empty": "the file is empty",
+            "text": "it is a text file, not a PyTorch (.pt, .pth) or safetensors weights file",
+            "unknown": "it is neither a PyTorch (.pt, .pth) nor a safetensors weights file",
+        }
+        if kind in refused:
+            raise ValueError(f"cannot read {path} as the {what}: {refused[kind]}")
+        if kind == "zip":
+            try:
+                with zipfile.ZipFile(path) as z:
+                    names = z.namelist()
+            except zipfile.BadZipFile:
+                raise ValueError(f"cannot read {path} as the {what}: the file is truncated or "
+                                 f"damaged (not a complete zip archive)") from None
             if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
                 raise ValueError(f"{path} is a TorchScript archive (a saved program), not a "
                                  f"state dict of tensors: pixelfold only reads tensors from "
@@ -186,16 +245,8 @@ def load_tensor_file(path: str | os.PathLike, *, what: str = "weights",
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle errors come in many types
-            message = " ".join(str(exc).split())
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
-            if found:
-                reason = (f"it holds pickled Python objects besides tensors ({found.group(1)}), "
-                          f"which could run code when loaded, so pixelfold does not load them")
-            else:
-                detail = message.split("WeightsUnpickler error:")[-1].split(" Check the ")[0]
-                reason = (f"not a PyTorch weights file ({type(exc).__name__}: "
-                          f"{detail.strip()[:200]})")
-            raise ValueError(f"cannot read {path} as the {what}: {reason}") from None
+            raise ValueError(f"cannot read {path} as the {what}: {_torch_load_failure(exc)}"
+                             ) from None
     if key is not None and isinstance(state, Mapping) and key in state \
             and isinstance(state[key], Mapping):
         state = state[key]
@@ -231,10 +282,26 @@ def non_finite(tensors: Any) -> list[tuple[str, int, int]]:
     found = []
     for name, t in _tensors(tensors):
         if t.is_floating_point() or t.is_complex():
-            ok = torch.isfinite(t.detach())
+            values, repeats = _distinct(t.detach())
+            ok = torch.isfinite(values)
             if not bool(ok.all()):
-                found.append((name, int((~ok).sum()), t.numel()))
+                found.append((name, int((~ok).sum()) * repeats, t.numel()))
     return found
+
+
+def _distinct(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``t`` without the repeats of its broadcast (stride-0) dimensions, and how many times
+    each remaining value stands for: an ``expand``-ed tensor is checked at the cost of its
+    storage, not of its size."""
+    if t.layout != torch.strided:
+        return t, 1
+    index = tuple(0 if stride == 0 and size > 1 else slice(None)
+                  for stride, size in zip(t.stride(), t.shape, strict=True))
+    repeats = 1
+    for stride, size in zip(t.stride(), t.shape, strict=True):
+        if stride == 0 and size > 1:
+            repeats *= size
+    return t[index], repeats
 
 
 def check_finite(tensors: Any, *, what: str, source: str | None = None) -> None:
