@@ -7,7 +7,7 @@ the discriminator, real and generated alike.
 | ``color`` | brightness: add ``b`` | ``b ~ U(-0.5, 0.5)`` |
 | | saturation: ``(x - mean_c) * s + mean_c`` (mean over channels, per pixel) | ``s ~ U(0, 2)`` |
 | | contrast: ``(x - mean) * k + mean`` (mean over the whole image) | ``k ~ U(0.5, 1.5)`` |
-| ``translation`` | integer shift ``(dy, dx)``, zeros shifted in | ``|d| <= size / 8`` |
+| ``translation`` | integer shift ``(dy, dx)``, zeros shifted in | ``abs(d) <= size / 8`` |
 | ``cutout`` | zero a square of half the image size at a uniform center (clipped at borders) | |
 
 The ranges and the order (brightness, saturation, contrast) are those of the authors' PyTorch
