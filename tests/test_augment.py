@@ -166,6 +166,36 @@ def test_geometric_transforms_keep_a_constant_image_constant() -> None:
     torch.testing.assert_close(out[..., 4:-4, 4:-4], x[..., 4:-4, 4:-4], atol=1e-5, rtol=0)
 
 
+def smooth(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A smooth test image as a function of centered pixel coordinates (periods > 20 px)."""
+    return torch.sin(0.3 * x + 0.2 * y + 0.5) * 0.5 + torch.cos(0.25 * y - 0.1 * x) * 0.4
+
+
+@pytest.mark.parametrize("transforms,tol", [
+    ({"scale": 1, "aniso": 1, "xfrac": 1}, 0.015),
+    # sym6's asymmetry shifts rotated content by about 0.1 pixel, as in NVlabs' pipe
+    (ADA_PRESETS["bg"], 0.05),
+])
+def test_general_geometric_transforms_sample_where_the_matrix_says(transforms, tol) -> None:
+    # out(p) = image(M p) for the composed inverse M, checked away from the borders
+    # (a half-pixel error of the coordinate conventions would give errors of about 0.1)
+    n, size = 32, 32
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    ys, xs = torch.meshgrid(coords, coords, indexing="ij")
+    x = smooth(xs, ys).expand(n, 3, size, size).contiguous()
+    pipe = AugmentPipe(p=1.0, **transforms)
+    params = pipe.sample_params(x.shape, gen(17))
+    out = pipe.apply(x, params)
+    src = params.dihedral @ params.geometric @ torch.stack(
+        [xs.flatten(), ys.flatten(), torch.ones(size * size, dtype=torch.float64)])
+    expected = smooth(src[:, 0], src[:, 1]).reshape(n, size, size)
+    inside = ((src[:, 0].abs() <= (size - 1) / 2 - 3)
+              & (src[:, 1].abs() <= (size - 1) / 2 - 3)).reshape(n, size, size)
+    assert inside.double().mean() > 0.3
+    error = (out[:, 0] - expected).abs()[inside]
+    assert error.max() < tol
+
+
 def color_pipe(name: str, c: int = 3, n: int = 16):
     pipe = AugmentPipe(p=1.0, **{name: 1})
     x = images(n=n, c=c)

@@ -35,16 +35,17 @@ filter, which also crops the padding. Because the filter is orthogonal, downsamp
 upsampling for any translation, so integer translations reproduce the input pixels up to float
 rounding (about 3e-6 in float32, 3e-12 in float64).
 
-One deviation, for exactness: sym6 is not symmetric (its centroid is 0.4 upsampled samples
-off its center), so when NVlabs resample a mirror or a 90-degree rotation through it, the
-image comes out filtered and shifted by about a tenth of a pixel (errors of 0.01 on a smooth
-ramp and 0.1-0.3 on noise, measured with NVlabs' structure here). The x-flip and the
-90-degree rotations are the first transforms of the chain and are symmetries of a square pixel
-grid, so this pipe executes them first as an exact permutation of the pixels (one ``gather``)
-and resamples only the rest of the chain; the composed transform, the probabilities and the
-reflect padding are those of NVlabs. For non-square images the quarter turns are not
-permutations and stay in the resampled matrix, as in NVlabs (mirrors and half turns are still
-exact).
+One deviation, for exactness: sym6 is not symmetric. The resampling's coordinates assume a
+filter centered on its sixth tap, sym6's centroid lies 0.1 upsampled samples off it and its
+phase is not linear, so a mirror or a 90-degree rotation resampled through it (as NVlabs do)
+comes out filtered and shifted by about a tenth of a pixel: errors of 0.01 on a smooth ramp,
+0.1-0.3 on noise. The x-flip and the 90-degree rotations are the first transforms of the chain
+and symmetries of a square pixel grid, so this pipe executes them first as an exact
+permutation of the pixels (one ``gather``) and resamples only the rest of the chain; the
+composed transform, the probabilities and the reflect padding are those of NVlabs. For
+non-square images the quarter turns are not permutations and stay in the resampled matrix, as
+in NVlabs (mirrors and half turns are still exact). Arbitrary rotations keep NVlabs'
+behaviour: on a smooth image they sample where the matrix says to within about 0.1 pixel.
 
 Images without any geometric transform in a draw are passed through untouched (bit-exact),
 and a batch whose draw has no geometric (color) transform at all skips the resampling (the
