@@ -21,6 +21,16 @@ from pixelfold.training.augment import (
 from pixelfold.utils import CheckpointError, ConfigError, NonFiniteError
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tensors here are tiny: one thread avoids waiting for a descheduled second thread
+    on every small operation of a loaded machine (which made gradcheck 20x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -410,6 +420,22 @@ def test_gradients_flow_through_forward() -> None:
     x = images().requires_grad_()
     pipe(x, gen(16)).square().sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_for_the_same_generator_and_r1_runs() -> None:
+    # the draws come from the CPU generator, so the augmentation is the same on any device
+    pipe = AugmentPipe.from_preset("bgc", p=1.0)
+    x = images(n=4, h=32, w=32)
+    cpu = pipe(x, gen(18))
+    cuda = pipe(x.cuda(), gen(18))
+    torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=0)
+    d = TinyD().cuda()
+    penalty = r1_penalty(d, lambda t: pipe(t, gen(19)), x.cuda())
+    penalty.backward()
+    assert torch.isfinite(d.conv1.weight.grad).all() and d.conv1.weight.grad.abs().sum() > 0
+    diff = DiffAugment()
+    torch.testing.assert_close(diff(x.cuda(), gen(20)).cpu(), diff(x, gen(20)))
 
 
 # --- ADA: bad input ---------------------------------------------------------------------------

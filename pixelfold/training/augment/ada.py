@@ -223,7 +223,8 @@ class AugmentPipe(nn.Module):
     Args:
         p: augmentation strength in ``[0, 1]``; a plain float attribute (settable; reading it
             needs no device synchronization), normally set from
-            [`AdaController.p`][pixelfold.training.augment.AdaController].
+            [`AdaController.p`][pixelfold.training.augment.AdaController], whose state dict
+            is what a checkpoint keeps (the pipe has no parameters or buffers).
         xflip, rotate90, xint: probability multipliers of the pixel-blitting transforms.
         scale, rotate, aniso, xfrac: multipliers of the general geometric transforms.
         brightness, contrast, lumaflip, hue, saturation: multipliers of the color transforms.
