@@ -535,7 +535,9 @@ class AugmentPipe(nn.Module):
         # the padded image's center is ((left - right) / 2, (top - bottom) / 2) from the old one
         g = _translate2d((left - right) / 2, (top - bottom) / 2, n) @ g
 
-        # upsample 2x: centered coordinates double, with the filter's half-sample offset
+        # upsample 2x (NVlabs' padding for 12 taps, (6, 5), keeps the size exactly 2x): the
+        # coordinates double, and the upsampled grid, centered on the filter's sixth tap, sits
+        # half an upsampled sample off
         up_kernel, down_kernel = self._kernels_for(x)
         up = upsample2d(padded, up_kernel, 2, (6, 5))  # one strided transposed convolution
         to_up = _translate2d(-0.5, -0.5, n) @ _scale2d(2, 2, n)
