@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activation import bias_leaky_relu
+from .checks import check_input
 
 __all__ = ["EqualConv2d", "EqualLinear"]
 
@@ -100,6 +101,7 @@ class EqualLinear(nn.Module):
         self.weight_gain = self.lr_mul / math.sqrt(in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.weight, "x", "EqualLinear", var="layer")
         weight = contiguous_grad(self.weight) * self.weight_gain
         bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation == "lrelu":
@@ -165,6 +167,7 @@ class EqualConv2d(nn.Module):
         self.weight_gain = self.lr_mul / math.sqrt(in_channels * kernel_size * kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.weight, "x", "EqualConv2d", var="layer")
         bias = self.bias * self.lr_mul if self.bias is not None else None
         return F.conv2d(x, self.weight * self.weight_gain, bias, stride=self.stride,
                         padding=self.padding)

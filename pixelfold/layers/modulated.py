@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activation import BiasLeakyReLU
+from .checks import check_input
 from .equalized import EqualLinear
 from .noise import NoiseInjection, NoiseMode
 from .upfirdn import Blur, Upsample
@@ -278,7 +279,13 @@ class ModulatedConv2d(nn.Module):
                 convolution where the path allows it.
             gain: multiplies the result (before ``bias``), folded into the weights or the
                 demodulation coefficients.
+
+        Raises:
+            InputError: ``x`` or ``w`` is not a floating-point tensor on the device of the
+                weight, or has another dtype outside ``torch.autocast``.
         """
+        check_input(x, self.weight, "x", "ModulatedConv2d", var="layer")
+        check_input(w, self.weight, "w", "ModulatedConv2d", var="layer")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"ModulatedConv2d expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
