@@ -81,7 +81,8 @@ def test_invalid_spec_in_config(saved):
     config = json.loads((folder / "config.json").read_text())
     config["stages"][0]["kernel_size"] = 4
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="config.json: stage 0: StageSpec: kernel_size must be odd"):
+    with pytest.raises(ValueError,
+                       match="config.json: stage 0: StageSpec: kernel_size must be odd"):
         Generator.from_pretrained(folder)
 
 

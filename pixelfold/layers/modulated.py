@@ -282,10 +282,19 @@ class ModulatedConv2d(nn.Module):
 
         Raises:
             InputError: ``x`` or ``w`` is not a floating-point tensor on the device of the
-                weight, or has another dtype outside ``torch.autocast``.
+                weight, or has another dtype outside ``torch.autocast``. ``x`` is checked
+                first (PyTorch would promote a float16 or integer ``x`` silently); ``w`` when
+                the computation fails (the style's matrix product refuses other dtypes).
         """
         check_input(x, self.weight, "x", "ModulatedConv2d", var="layer")
-        check_input(w, self.weight, "w", "ModulatedConv2d", var="layer")
+        try:
+            return self._forward(x, w, bias, gain)
+        except (RuntimeError, TypeError, AttributeError):
+            check_input(w, self.weight, "w", "ModulatedConv2d", var="layer")
+            raise
+
+    def _forward(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
+                 gain: float) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"ModulatedConv2d expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
