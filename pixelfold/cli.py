@@ -375,12 +375,12 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
         raise CLIError("--method slerp is for --space z (Gaussian latents); w uses lerp")
     if not args.fps > 0:
         raise CLIError(f"--fps must be > 0, got {args.fps:g}")
-    if not (args.out or args.gif or args.mp4):
+    if args.out is None and args.gif is None and args.mp4 is None:
         raise CLIError("nothing to write: give --out STRIP.png, --gif ANIM.gif and/or "
                        "--mp4 VIDEO.mp4")
-    strip = _output_file(args.out, [".png"]) if args.out else None
-    gif = _output_file(args.gif, [".gif"], "--gif") if args.gif else None
-    mp4 = _output_file(args.mp4, [".mp4"], "--mp4") if args.mp4 else None
+    strip = _output_file(args.out, [".png"]) if args.out is not None else None
+    gif = _output_file(args.gif, [".gif"], "--gif") if args.gif is not None else None
+    mp4 = _output_file(args.mp4, [".mp4"], "--mp4") if args.mp4 is not None else None
     if mp4 is not None:
         import importlib.util
 

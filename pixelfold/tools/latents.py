@@ -80,8 +80,22 @@ class SeedList(Sequence[int]):
     def __iter__(self) -> Iterator[int]:
         return itertools.chain.from_iterable(self._ranges)
 
+    def _runs(self) -> list[tuple[int, int]]:
+        """The seeds as maximal runs of consecutive integers ``(first, stop)``."""
+        runs: list[tuple[int, int]] = []
+        for r in self._ranges:
+            if r.step != 1:
+                runs.extend((s, s + 1) for s in r)
+            elif runs and runs[-1][1] == r.start:
+                runs[-1] = (runs[-1][0], r.stop)
+            else:
+                runs.append((r.start, r.stop))
+        return runs
+
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, (SeedList, list, tuple, range)):
+        if isinstance(other, SeedList):  # by runs: billions of seeds compare at once
+            return len(self) == len(other) and self._runs() == other._runs()
+        if not isinstance(other, (list, tuple, range)):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
 
