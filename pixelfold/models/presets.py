@@ -21,7 +21,7 @@ __all__ = ["PIXELFOLDER_CHANNELS", "UnknownPresetError", "cips", "get", "names",
 
 
 class UnknownPresetError(ConfigError, KeyError):
-    """No preset has this name. A [`ConfigError`][pixelfold.utils.ConfigError] (so a
+    """No preset has this name. A `ConfigError` (so a
     ``ValueError``) and, for code that looks presets up like a dict, a ``KeyError``; its
     message is one line listing the presets."""
 
