@@ -7,12 +7,11 @@ decorate a builder with ``@command("name")``.
 
 Bad input (a missing folder, a bad seed list, an unknown preset, a size that cannot fit in
 memory, weights holding NaN, ...) prints one line ``pixelfold COMMAND: error: ...`` on stderr
-and exits with status 2, without a traceback: every error of
-`USER_ERRORS`, through
-`run_main`. Any other exception is a bug in pixelfold: its
-traceback is shown and the status is 1. ``--debug`` (or ``PIXELFOLD_DEBUG=1``) shows the
-traceback of every error. The image work itself lives in [`pixelfold.tools`][pixelfold.tools],
-usable from Python.
+and exits with status 2, without a traceback: every error of ``pixelfold.utils.USER_ERRORS``,
+through ``pixelfold.utils.run_main``. Any other exception is a bug in pixelfold: its traceback
+is shown and the status is 1. ``--debug`` (or ``PIXELFOLD_DEBUG=1``) shows the traceback of
+every error. The image work itself lives in [`pixelfold.tools`][pixelfold.tools], usable from
+Python.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ MODEL_HELP = ("a preset name (randomly initialized, untrained weights; see "
 
 class CLIError(ConfigError):
     """A bad command-line argument: reported to the user as one line, exit status 2 (a
-    `ConfigError`, so a ``ValueError``)."""
+    ``ConfigError``, so a ``ValueError``)."""
 
 
 Builder = Callable[[Any], None]
@@ -152,8 +151,8 @@ def _output_dir(path: str, flag: str = "--out") -> Path:
 
 def _output_folder_swap(path: str, flag: str) -> Path:
     """A folder written as a whole beside itself and swapped into place
-    (`atomic_directory`): its parent must be writable, and
-    an existing folder must be writable too (a read-only folder is not replaced)."""
+    (``pixelfold.utils.atomic_directory``): its parent must be writable, and an existing
+    folder must be writable too (a read-only folder is not replaced)."""
     import os
 
     _not_empty(path, flag)

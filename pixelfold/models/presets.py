@@ -21,9 +21,9 @@ __all__ = ["PIXELFOLDER_CHANNELS", "UnknownPresetError", "cips", "get", "names",
 
 
 class UnknownPresetError(ConfigError, KeyError):
-    """No preset has this name. A `ConfigError` (so a
-    ``ValueError``) and, for code that looks presets up like a dict, a ``KeyError``; its
-    message is one line listing the presets."""
+    """No preset has this name. A ``pixelfold.utils.ConfigError`` (so a ``ValueError``) and,
+    for code that looks presets up like a dict, a ``KeyError``; its message is one line
+    listing the presets."""
 
     def __str__(self) -> str:  # KeyError's str() would quote the message
         return str(self.args[0]) if self.args else ""

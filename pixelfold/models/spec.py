@@ -71,9 +71,9 @@ def _non_finite(value: Any) -> bool:
 
 
 def check_finite_fields(where: str, obj: Any) -> None:
-    """Raise a `ConfigError` naming the first field of the
-    dataclass ``obj`` that is or holds a NaN or infinite number (JSON files may spell them
-    ``NaN`` and ``Infinity``): no field of a spec means anything with them."""
+    """Raise a ``pixelfold.utils.ConfigError`` naming the first field of the dataclass ``obj``
+    that is or holds a NaN or infinite number (JSON files may spell them ``NaN`` and
+    ``Infinity``): no field of a spec means anything with them."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if not f.name.startswith("_") and _non_finite(value):

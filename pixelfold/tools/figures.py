@@ -1,12 +1,11 @@
 """Lay images out as figures and write them atomically: grids, labeled grids, strips, GIFs.
 
 Images come in as tensors in ``[-1, 1]`` (``(N, 3, H, W)``); figures are ``PIL.Image``\\ s.
-A tensor holding NaN or infinity is refused
-(`NonFiniteError`): it would become black pixels.
-Every writer creates the parent folders and writes a temporary file next to the target, then
-renames it (``os.replace``) after flushing it to the disk, so a reader never sees half a file
-and a failed write (a full disk: `DiskFullError`) leaves the
-old file as it was. New files get the permissions of the user's umask (``0o644`` with the
+A tensor holding NaN or infinity is refused (``NonFiniteError``): it would become black
+pixels. Every writer creates the parent folders and writes a temporary file next to the
+target, then renames it (``os.replace``) after flushing it to the disk, so a reader never sees
+half a file and a failed write (a full disk: ``DiskFullError``) leaves the old file as it
+was. New files get the permissions of the user's umask (``0o644`` with the
 usual ``022``).
 """
 

@@ -7,13 +7,12 @@ float32 CPU tensors in ``[-1, 1]``. [`figures`][pixelfold.tools.figures] lays th
 writes them.
 
 Before computing anything they check what they would hold against the memory available
-(`check_fits`): one batch of the generator's activations on its
-device (`generator_batch_bytes`) and, except
-for [`iter_images`][pixelfold.tools.iter_images], every image they return, with the uint8 copy
-and the figure made from them (``HELD_BYTES_PER_PIXEL``); too much is a
-`MemoryLimitError` with the estimate. An output holding NaN
-or infinity is a `NonFiniteError` naming the seeds (and the
-non-finite weights, if any) instead of a black image.
+(``pixelfold.utils.check_fits``): one batch of the generator's activations on its device
+(``pixelfold.utils.memory.generator_batch_bytes``) and, except for
+[`iter_images`][pixelfold.tools.iter_images], every image they return, with the uint8 copy
+and the figure made from them (``HELD_BYTES_PER_PIXEL``); too much is a ``MemoryLimitError``
+with the estimate. An output holding NaN or infinity is a ``NonFiniteError`` naming the seeds
+(and the non-finite weights, if any) instead of a black image.
 
 >>> from pixelfold.models import Generator
 >>> G = Generator.from_preset("pixelfolder-tiny-32").eval()
@@ -74,7 +73,7 @@ def check_batch_memory(G: Generator, batch_size: int, count: int | None = None) 
 
     Raises:
         MemoryLimitError: with the estimate of
-            `generator_batch_bytes`.
+            ``pixelfold.utils.memory.generator_batch_bytes``.
     """
     _check_batch_size(batch_size)
     batch = batch_size if count is None else max(1, min(batch_size, count))
@@ -111,9 +110,9 @@ def _check_psi(truncation_psi: float) -> None:
 
 def check_finite_images(G: Generator, images: torch.Tensor,
                         seeds: Sequence[int] | None = None, what: str = "images") -> None:
-    """Raise `NonFiniteError` if ``images`` (a batch just
-    computed by ``G``) hold NaN or infinity, naming the seeds of the bad images and the
-    non-finite weights of ``G`` when there are some.
+    """Raise ``NonFiniteError`` if ``images`` (a batch just computed by ``G``) hold NaN or
+    infinity, naming the seeds of the bad images and the non-finite weights of ``G`` when
+    there are some.
 
     Args:
         G: the generator that computed them.
