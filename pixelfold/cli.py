@@ -5,9 +5,13 @@ Subcommands are registered in [`COMMANDS`][pixelfold.cli.COMMANDS] by name, in t
 ``func`` (the function run with the parsed arguments, returning the exit status). To add one,
 decorate a builder with ``@command("name")``.
 
-Bad input (a missing folder, a bad seed list, an unknown preset, ...) prints one line
-``pixelfold COMMAND: error: ...`` on stderr and exits with status 2, without a traceback.
-The image work itself lives in [`pixelfold.tools`][pixelfold.tools], usable from Python.
+Bad input (a missing folder, a bad seed list, an unknown preset, a size that cannot fit in
+memory, weights holding NaN, ...) prints one line ``pixelfold COMMAND: error: ...`` on stderr
+and exits with status 2, without a traceback: every error of ``pixelfold.utils.USER_ERRORS``,
+through ``pixelfold.utils.run_main``. Any other exception is a bug in pixelfold: its traceback
+is shown and the status is 1. ``--debug`` (or ``PIXELFOLD_DEBUG=1``) shows the traceback of
+every error. The image work itself lives in [`pixelfold.tools`][pixelfold.tools], usable from
+Python.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .utils.errors import ConfigError, debug_enabled, run_main
 
 if TYPE_CHECKING:
     from .models import Generator
@@ -35,8 +41,9 @@ MODEL_HELP = ("a preset name (randomly initialized, untrained weights; see "
               "(config.json + model.safetensors)")
 
 
-class CLIError(Exception):
-    """An error reported to the user as one line, exit status 2."""
+class CLIError(ConfigError):
+    """A bad command-line argument: reported to the user as one line, exit status 2 (a
+    ``ConfigError``, so a ``ValueError``)."""
 
 
 Builder = Callable[[Any], None]
@@ -80,7 +87,7 @@ def _add_sampling(p: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
                         "else cpu)")
 
 
-def _seeds(text: str, flag: str) -> list[int]:
+def _seeds(text: str, flag: str) -> Sequence[int]:
     from .tools import parse_seeds
 
     try:
@@ -112,10 +119,17 @@ def _check_writable_parent(path: Path, flag: str) -> None:
     if not parent.is_dir():
         raise CLIError(f"{flag} {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"{flag} {path}: cannot write in {parent}")
+        raise CLIError(f"{flag} {path}: cannot write in {parent} (permission denied or a "
+                       f"read-only file system)")
+
+
+def _not_empty(path: str, flag: str) -> None:
+    if not path.strip():
+        raise CLIError(f"{flag} is empty: give a path (use '.' for the current folder)")
 
 
 def _output_file(path: str, suffixes: Sequence[str], flag: str = "--out") -> Path:
+    _not_empty(path, flag)
     out = Path(path)
     if out.suffix.lower() not in suffixes:
         raise CLIError(f"{flag} {path}: expected a {' or '.join(suffixes)} file name")
@@ -126,10 +140,29 @@ def _output_file(path: str, suffixes: Sequence[str], flag: str = "--out") -> Pat
 
 
 def _output_dir(path: str, flag: str = "--out") -> Path:
+    """A folder that files are written into (created with its parents)."""
+    _not_empty(path, flag)
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise CLIError(f"{flag} {path} exists and is not a folder")
     _check_writable_parent(out / "x", flag)
+    return out
+
+
+def _output_folder_swap(path: str, flag: str) -> Path:
+    """A folder written as a whole beside itself and swapped into place
+    (``pixelfold.utils.atomic_directory``): its parent must be writable, and an existing
+    folder must be writable too (a read-only folder is not replaced)."""
+    import os
+
+    _not_empty(path, flag)
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{flag} {path} exists and is not a folder")
+    _check_writable_parent(out, flag)
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {path}: the folder is read-only (permission denied or a "
+                       f"read-only file system)")
     return out
 
 
@@ -161,10 +194,7 @@ def _load(args: argparse.Namespace) -> Generator:
         device = resolve_device(args.device)
     except ValueError as exc:
         raise CLIError(f"--device: {exc}") from None
-    try:
-        return load_generator(args.model, device=device)
-    except (OSError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    return load_generator(args.model, device=device)
 
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -344,12 +374,12 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
         raise CLIError("--method slerp is for --space z (Gaussian latents); w uses lerp")
     if not args.fps > 0:
         raise CLIError(f"--fps must be > 0, got {args.fps:g}")
-    if not (args.out or args.gif or args.mp4):
+    if args.out is None and args.gif is None and args.mp4 is None:
         raise CLIError("nothing to write: give --out STRIP.png, --gif ANIM.gif and/or "
                        "--mp4 VIDEO.mp4")
-    strip = _output_file(args.out, [".png"]) if args.out else None
-    gif = _output_file(args.gif, [".gif"], "--gif") if args.gif else None
-    mp4 = _output_file(args.mp4, [".mp4"], "--mp4") if args.mp4 else None
+    strip = _output_file(args.out, [".png"]) if args.out is not None else None
+    gif = _output_file(args.gif, [".gif"], "--gif") if args.gif is not None else None
+    mp4 = _output_file(args.mp4, [".mp4"], "--mp4") if args.mp4 is not None else None
     if mp4 is not None:
         import importlib.util
 
@@ -456,7 +486,7 @@ def _build_profile(sub: Any) -> None:
 def _cmd_profile(args: argparse.Namespace) -> int:
     import json
 
-    from .tools import format_profile, profile_generator
+    from .tools import format_profile, profile_generator, resolve_device
 
     _positive(args.batch_size, "--batch-size")
     _positive(args.iters, "--iters")
@@ -465,11 +495,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise CLIError(f"--warmup must be >= 0, got {args.warmup}")
     try:
-        result = profile_generator(args.model, batch_size=args.batch_size, device=args.device,
-                                   dtype=args.dtype, warmup=args.warmup, iters=args.iters,
-                                   threads=args.threads)
-    except (OSError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(f"--device: {exc}") from None
+    result = profile_generator(args.model, batch_size=args.batch_size, device=device,
+                               dtype=args.dtype, warmup=args.warmup, iters=args.iters,
+                               threads=args.threads)
     print(json.dumps(result, indent=2) if args.json else format_profile(result))
     return 0
 
@@ -590,8 +621,9 @@ def _build_convert(sub: Any) -> None:
                    help="which generator of the checkpoint to convert (default: g_ema)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="also read checkpoints holding pickled objects (trusted files only)")
-    p.add_argument("--w-avg-samples", type=int, default=10_000,
-                   help="random z used to estimate the average w for truncation")
+    p.add_argument("--w-avg-samples", type=int, default=10_000, metavar="N",
+                   help="random z used to estimate the average w for truncation (>= 1; "
+                        "default: 10000)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
     p.set_defaults(func=_cmd_convert)
 
@@ -601,16 +633,17 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     src = Path(args.input)
     if not src.is_file():
-        raise CLIError(f"no checkpoint file at {src}")
-    out = Path(args.output_dir)
+        raise CLIError(f"no checkpoint file at {src}" if not src.is_dir() else
+                       f"{src} is a folder; expected the authors' .pt checkpoint file")
+    _positive(args.w_avg_samples, "--w-avg-samples")
+    # everything about the output is checked before the (long) conversion
+    out = _output_folder_swap(args.output_dir, "OUTPUT_DIR")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CLIError(f"{out} exists and is not empty (pass --overwrite to replace it)")
-    try:
-        G = load_official(src, preset=args.preset, which=args.which,
-                          allow_pickle=args.allow_pickle, w_avg_samples=args.w_avg_samples)
-    except (ValueError, FileNotFoundError) as exc:
-        raise CLIError(str(exc)) from None
-    G.save_pretrained(out)
+    G = load_official(src, preset=args.preset, which=args.which,
+                      allow_pickle=args.allow_pickle, w_avg_samples=args.w_avg_samples)
+    with _writing(out):
+        G.save_pretrained(out)
     from .metrics import count_params
 
     print(f"wrote {G.spec.name} ({count_params(G):,d} parameters) to {out}")
@@ -623,7 +656,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 EPILOG = """\
 MODEL is a preset name (randomly initialized weights, for trying things out) or a folder
 written by save_pretrained. Run 'pixelfold COMMAND --help' for the options of a command.
-Bad input exits with status 2 and one line on stderr."""
+Bad input exits with status 2 and one line on stderr; a bug in pixelfold with status 1 and
+its traceback (--debug or PIXELFOLD_DEBUG=1: a traceback for every error)."""
+
+DEBUG_HELP = "show the traceback of every error (also PIXELFOLD_DEBUG=1)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -637,15 +673,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--version", action="version", version=f"pixelfold {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for build in COMMANDS.values():
         build(sub)
+    for name, p in sub.choices.items():  # --debug after the command too
+        if name in COMMANDS:
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help=DEBUG_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit status: 0 success, 2 bad input (one line
+    ``pixelfold COMMAND: error: ...`` on stderr), 1 a bug (with its traceback), 130
+    interrupted."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -653,20 +696,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except CLIError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message holds
-        print(f"pixelfold {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"pixelfold {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_main(lambda: args.func(args), prog=f"pixelfold {args.command}",
+                    debug=args.debug or debug_enabled())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,9 +6,10 @@ The authors' ``.pt`` files are ``torch.save`` dicts with keys ``g``, ``d``, ``g_
 [`load_official`][pixelfold.convert.load_official] maps every key onto a
 [`Generator`][pixelfold.models.Generator] built from the matching preset, drops the merge
 convolution the authors build and never use (``posfolders.0.conv_merge``), checks the FIR
-kernels it drops, and fails on anything it does not understand. What the authors' model lacks
-is filled in deterministically: the constant noise images are drawn with a fixed seed, and the
-average ``w`` used for truncation is estimated from 10,000 random ``z``.
+kernels it drops, and fails on anything it does not understand, or on a weight holding NaN or
+infinity (naming it and the file). What the authors' model lacks is filled in
+deterministically: the constant noise images are drawn with a fixed seed, and the average
+``w`` used for truncation is estimated from 10,000 random ``z`` (and must come out finite).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import torch
 from .layers import make_kernel
 from .models import Generator, presets
 from .models.pretrained import load_state_dict_strict
+from .utils.errors import CheckpointError, ConfigError, NonFiniteError
+from .utils.tensors import check_finite
 
 __all__ = ["infer_official_preset", "load_official", "official_key_map"]
 
@@ -39,8 +42,9 @@ def _read_checkpoint(path: str | os.PathLike, allow_pickle: bool) -> dict:
         hint = ("" if allow_pickle else
                 " If the file holds pickled Python objects besides tensors (e.g. an argparse "
                 "Namespace) and you trust it, pass allow_pickle=True.")
-        raise ValueError(f"cannot read {path} as a PyTorch checkpoint "
-                         f"({type(exc).__name__}: {exc}).{hint}") from None
+        message = " ".join(str(exc).split())
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint "
+                              f"({type(exc).__name__}: {message[:300]}).{hint}") from None
 
 
 def _generator_state(obj: Mapping, which: str) -> dict[str, torch.Tensor]:
@@ -49,8 +53,8 @@ def _generator_state(obj: Mapping, which: str) -> dict[str, torch.Tensor]:
     if which in obj and isinstance(obj[which], Mapping):
         return dict(obj[which])
     keys = sorted(str(k) for k in obj)[:12]
-    raise ValueError(f"checkpoint has no {which!r} generator and is not a bare generator "
-                     f"state_dict (its keys: {keys})")
+    raise CheckpointError(f"checkpoint has no {which!r} generator and is not a bare generator "
+                          f"state_dict (its keys: {keys})")
 
 
 def infer_official_preset(state: Mapping[str, torch.Tensor]) -> str:
@@ -58,8 +62,8 @@ def infer_official_preset(state: Mapping[str, torch.Tensor]) -> str:
     stages = sorted({int(m.group(1)) for k in state
                      if (m := re.match(r"lffs\.(\d+)\.ffm\.conv\.weight$", k))})
     if "input.input" not in state or not stages:
-        raise ValueError("not a PixelFolder generator state_dict: it lacks 'input.input' or "
-                         "'lffs.*.ffm.conv.weight'")
+        raise CheckpointError("not a PixelFolder generator state_dict: it lacks 'input.input' or "
+                              "'lffs.*.ffm.conv.weight'")
     emb = tuple(state["input.input"].shape)
     if len(stages) == 4 and emb[2:] == (16, 16):
         return "pixelfolder-1024"
@@ -67,8 +71,8 @@ def infer_official_preset(state: Mapping[str, torch.Tensor]) -> str:
         return "pixelfolder-512"
     if len(stages) == 3 and emb[2:] == (16, 16):
         return "pixelfolder-256"
-    raise ValueError(f"unrecognized PixelFolder layout: {len(stages)} stages with a coordinate "
-                     f"embedding of shape {emb}")
+    raise CheckpointError(f"unrecognized PixelFolder layout: {len(stages)} stages with a "
+                          f"coordinate embedding of shape {emb}")
 
 
 def official_key_map(num_stages: int, mapping_layers: int = 8) -> dict[str, str | None]:
@@ -132,27 +136,39 @@ def load_official(
         which: which generator of a full checkpoint to take (``"g_ema"`` or ``"g"``).
         allow_pickle: load files that contain pickled objects besides tensors (only for files
             you trust).
-        w_avg_samples: number of random ``z`` used to estimate the average ``w`` (truncation).
+        w_avg_samples: number of random ``z`` used to estimate the average ``w`` (truncation);
+            0 leaves it at zero (truncation then pulls towards the origin).
         seed: seed of the constant noise images and of the ``w`` average estimate.
 
     Raises:
-        ValueError: on a key it does not know, a missing key, a shape mismatch or an unexpected
-            FIR kernel, naming them.
+        CheckpointError: (a ``ValueError``) on a key it does not know, a missing key, a shape
+            mismatch or an unexpected FIR kernel, naming them.
+        NonFiniteError: a weight holds NaN or infinity (named, with the file), or the
+            estimated average ``w`` is not finite.
+        ConfigError: a bad ``preset`` or a negative ``w_avg_samples``.
     """
+    if isinstance(w_avg_samples, bool) or not isinstance(w_avg_samples, int) \
+            or w_avg_samples < 0:
+        raise ConfigError(f"w_avg_samples must be a non-negative integer, got "
+                          f"{w_avg_samples!r}")
     if isinstance(path_or_state_dict, Mapping):
         obj = path_or_state_dict
     else:
         obj = _read_checkpoint(path_or_state_dict, allow_pickle)
         if not isinstance(obj, Mapping):
-            raise ValueError(f"{path_or_state_dict} holds a {type(obj).__name__}, not a dict")
+            raise CheckpointError(f"{path_or_state_dict} holds a {type(obj).__name__}, not a dict")
     state = _generator_state(obj, which)
+    source = None if isinstance(path_or_state_dict, Mapping) else str(path_or_state_dict)
+    check_finite({k: v for k, v in state.items() if isinstance(v, torch.Tensor)},
+                 what=f"the generator weights ({which})" if which in obj else
+                 "the generator weights", source=source)
     inferred = infer_official_preset(state)
     if preset is None:
         preset = inferred
     elif preset not in _OFFICIAL_PRESETS:
-        raise ValueError(f"preset must be one of {_OFFICIAL_PRESETS}, got {preset!r}")
+        raise ConfigError(f"preset must be one of {_OFFICIAL_PRESETS}, got {preset!r}")
     elif preset != inferred:
-        raise ValueError(f"the checkpoint looks like {inferred!r}, not {preset!r}")
+        raise CheckpointError(f"the checkpoint looks like {inferred!r}, not {preset!r}")
 
     spec = presets.get(preset)
     with torch.random.fork_rng(devices=[]):
@@ -162,12 +178,12 @@ def load_official(
 
     unknown = sorted(k for k in state if k not in key_map)
     if unknown:
-        raise ValueError(f"unknown key(s) in the {preset} checkpoint: {unknown[:10]}"
-                         + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else ""))
+        raise CheckpointError(f"unknown key(s) in the {preset} checkpoint: {unknown[:10]}"
+                              + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else ""))
     missing = sorted(k for k, v in key_map.items() if v is not None and k not in state)
     if missing:
-        raise ValueError(f"the {preset} checkpoint lacks key(s): {missing[:10]}"
-                         + (f" ... ({len(missing)} in all)" if len(missing) > 10 else ""))
+        raise CheckpointError(f"the {preset} checkpoint lacks key(s): {missing[:10]}"
+                              + (f" ... ({len(missing)} in all)" if len(missing) > 10 else ""))
 
     expected_kernel = make_kernel([1, 3, 3, 1]) * 4
     ours = model.state_dict()
@@ -177,28 +193,32 @@ def load_official(
         if target is None:
             if key.endswith("upsample.kernel") and not torch.allclose(
                     value.float().cpu(), expected_kernel, atol=1e-6):
-                raise ValueError(f"{key} is not the [1, 3, 3, 1] upsampling kernel pixelfold "
-                                 f"uses: {value.tolist()}")
+                raise CheckpointError(f"{key} is not the [1, 3, 3, 1] upsampling kernel pixelfold "
+                                      f"uses: {value.tolist()}")
             if key.startswith("posfolders.0.conv_merge.0.weight") and value.ndim != 4:
-                raise ValueError(f"{key} has shape {tuple(value.shape)}, expected a 1x1 conv")
+                raise CheckpointError(f"{key} has shape {tuple(value.shape)}, expected a 1x1 conv")
             continue
         value = value.detach().float().cpu()
         if key.startswith(("convs.", "to_rgbs.")) and key.endswith("conv.weight"):
             if value.ndim != 5 or value.shape[0] != 1:
-                raise ValueError(f"{key} has shape {tuple(value.shape)}, expected (1, out, in, "
-                                 f"k, k)")
+                raise CheckpointError(f"{key} has shape {tuple(value.shape)}, expected (1, out, "
+                                      f"in, k, k)")
             value = value[0]
         if value.shape != ours[target].shape:
-            raise ValueError(f"{key} has shape {tuple(value.shape)} but {preset} needs "
-                             f"{tuple(ours[target].shape)} for {target}")
+            raise CheckpointError(f"{key} has shape {tuple(value.shape)} but {preset} needs "
+                                  f"{tuple(ours[target].shape)} for {target}")
         new_state[target] = value
     # what the authors' model does not have: keep pixelfold's own (seeded) values
     for key, value in ours.items():
         if key not in new_state:
             if not (key.endswith("noise_const") or key == "mapping.w_avg"):
-                raise ValueError(f"internal error: no source for {key}")
+                raise RuntimeError(f"internal error: no source for {key}")
             new_state[key] = value
     load_state_dict_strict(model, new_state, source=f"converted {preset} checkpoint")
     if w_avg_samples > 0:
-        model.mapping.estimate_w_avg(w_avg_samples, seed=seed)
+        w_avg = model.mapping.estimate_w_avg(w_avg_samples, seed=seed)
+        if not bool(torch.isfinite(w_avg).all()):
+            raise NonFiniteError(f"the average w estimated from {w_avg_samples:,d} random z is "
+                                 f"not finite: the mapping network overflows (its weights are "
+                                 f"finite but too large)")
     return model.eval()

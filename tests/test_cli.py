@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -367,3 +369,347 @@ def test_profile_generator_leaves_model_alone():
     assert next(G.parameters()).dtype == torch.float32
     assert all(torch.equal(v, before[k]) for k, v in G.state_dict().items())
     assert math.isfinite(result["images_per_s"])
+
+
+# --- issue 10: nothing lost, nothing executed ---------------------------------------------------
+
+
+def _last_error(err: str, command: str) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err, err
+    assert lines and lines[-1].startswith(f"pixelfold {command}: error: "), err
+    return lines[-1]
+
+
+def _edit_weights(folder: Path, edit) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    edit(state)
+    save_file(state, str(folder / "model.safetensors"))
+
+
+def _copy_model(saved: str, dest: Path) -> Path:
+    shutil.copytree(saved, dest)
+    return dest
+
+
+@pytest.fixture
+def nan_model(tmp_path, saved) -> Path:
+    folder = _copy_model(saved, tmp_path / "nan-model")
+    _edit_weights(folder, lambda s: s["synthesis.stages.1.blocks.0.conv1.conv.weight"]
+                  .view(-1)[3].fill_(float("nan")))
+    return folder
+
+
+@pytest.fixture
+def overflow_model(tmp_path, saved) -> Path:
+    """Finite weights whose RGB sum overflows float32: every pixel is infinite (clamped, it
+    would have been a white image)."""
+    folder = _copy_model(saved, tmp_path / "overflow-model")
+
+    def edit(state):
+        for block in (0, 1):
+            state[f"synthesis.stages.1.blocks.{block}.to_rgb.bias"].fill_(3e38)
+
+    _edit_weights(folder, edit)
+    return folder
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder nobody may write in: chmod for a normal user, the immutable attribute as root
+    (root ignores permissions)."""
+    import os
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr: no way to make a read-only folder")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_non_finite_weights_are_refused_and_nothing_is_written(capsys, tmp_path, nan_model):
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "generate", str(nan_model), "--seeds", "0-3", "--out",
+                            str(out))
+    assert code == 2 and stdout == ""
+    line = _last_error(err, "generate")
+    assert (f"the weights in {nan_model / 'model.safetensors'} hold non-finite values (NaN or "
+            f"infinity): synthesis.stages.1.blocks.0.conv1.conv.weight (1 of ") in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "grid", "mix", "stages", "interpolate"])
+def test_non_finite_output_is_never_written(capsys, tmp_path, overflow_model, command):
+    target = tmp_path / ("out" if command == "generate" else "old.png")
+    if command != "generate":
+        target.write_bytes(b"the old figure")
+    argv = {
+        "generate": ["generate", "--seeds", "0-3", "--out", str(target)],
+        "grid": ["generate", "--seeds", "0-3", "--grid", "--out", str(target)],
+        "mix": ["mix", "--rows", "0", "--cols", "1", "--out", str(target)],
+        "stages": ["stages", "--seeds", "0,1", "--out", str(target)],
+        "interpolate": ["interpolate", "--seeds", "0,1", "--steps", "3", "--out", str(target)],
+    }[command]
+    argv.insert(1, str(overflow_model))
+    code, stdout, err = run(capsys, *argv)
+    assert code == 2 and stdout == ""
+    line = _last_error(err, argv[0])
+    assert "the generator produced NaN or infinite pixels" in line
+    assert "nothing was written from them: its weights are finite, so the values overflow" in line
+    if command == "generate":
+        assert "of seed(s) 0, 1, 2, 3" in line and not target.exists()
+    else:
+        assert target.read_bytes() == b"the old figure"
+    assert no_temp_files(tmp_path)
+
+
+def test_tools_refuse_non_finite_images():
+    from pixelfold.tools import image_grid, save_image
+    from pixelfold.utils import NonFiniteError
+
+    G = Generator.from_preset(PRESET).eval()
+    with torch.no_grad():
+        G.synthesis.stages[0].blocks[0].conv0.activate.bias[0] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"seed\(s\) 5, 6; .* its weights hold NaN or "
+                                             r"infinity: synthesis\.stages\.0\.blocks\.0\.conv0"
+                                             r"\.activate\.bias"):
+        generate_images(G, [5, 6])
+    images = torch.zeros(2, 3, 8, 8)
+    images[1, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="1 NaN or infinite values of 384"):
+        image_grid(images)
+    with pytest.raises(NonFiniteError):
+        save_image(images[1], "never.png")
+    assert not Path("never.png").exists()
+
+
+def test_truncation_must_be_finite():
+    from pixelfold.utils import ConfigError
+
+    G = Generator.from_preset(PRESET).eval()
+    with pytest.raises(ConfigError, match="truncation_psi must be a finite number, got nan"):
+        generate_images(G, [0], truncation_psi=float("nan"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", PRESET, "--seeds", "0", "--out", ""],
+    ["generate", PRESET, "--seeds", "0", "--grid", "--out", " "],
+    ["stages", PRESET, "--seeds", "0", "--out", ""],
+    ["mix", PRESET, "--rows", "0", "--cols", "1", "--out", ""],
+    ["interpolate", PRESET, "--seeds", "0,1", "--gif", ""],
+], ids=["generate", "grid", "stages", "mix", "gif"])
+def test_empty_output_path_is_refused(capsys, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "is empty: give a path (use '.' for the current folder)" in _last_error(err, argv[0])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["generate", PRESET, "--seeds", "0-4294967295", "--grid", "--out", "g.png"],
+     "holding 4,294,967,296 images of 32x32 at once needs about 80.0 TiB"),
+    (["mix", PRESET, "--rows", "0-99999", "--cols", "0-99999", "--out", "m.png"],
+     "holding 20,000,200,000 images (a mix of 100,000 rows x 100,000 columns x 2 crossovers)"),
+    (["stages", PRESET, "--seeds", "0-4294967295", "--out", "s.png"],
+     "holding 2 stage outputs of 4,294,967,296 seeds of 32x32 at once needs about"),
+    (["interpolate", PRESET, "--seeds", "0,1", "--steps", "100000000", "--gif", "a.gif"],
+     "holding 100,000,000 frames of 32x32 at once needs about 2.3 TiB"),
+    (["interpolate", PRESET, "--seeds", "0-4294967295", "--out", "s.png"],
+     "holding 30,064,771,066 frames"),
+    (["profile", PRESET, "--batch-size", "1000000"],
+     "a batch of 1,000,000 images of 32x32 (batch size 1,000,000) needs about"),
+    (["generate", PRESET, "--seeds", "0-9", "--grid", "--out", "g.png", "--batch-size",
+      "100000000"], None),
+])
+def test_absurd_sizes_are_refused_with_the_estimate(capsys, tmp_path, monkeypatch, argv,
+                                                     needle):
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    code, _, err = run(capsys, *argv)
+    assert time.perf_counter() - start < 10
+    if needle is None:  # the batch is only as large as the seeds: legitimate
+        assert code == 0 and (tmp_path / "g.png").exists()
+        return
+    assert code == 2
+    line = _last_error(err, argv[0])
+    assert needle in line and " available" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_too_large_for_the_memory_limit(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELFOLD_MEMORY_LIMIT", str(8 * 2**20))
+    code, _, err = run(capsys, "generate", PRESET, "--seeds", "0-99", "--out",
+                       str(tmp_path / "o"), "--batch-size", "100")
+    assert code == 2
+    assert re.search(r"a batch of 100 images of 32x32 \(batch size 100\) needs about "
+                     r"[\d.]+ MiB but cpu has 8\.0 MiB available; use a smaller batch size "
+                     r"\(--batch-size\)$", _last_error(err, "generate"))
+    assert not (tmp_path / "o").exists()
+    code, _, _ = run(capsys, "generate", PRESET, "--seeds", "0-99", "--out",
+                     str(tmp_path / "o"), "--batch-size", "10")
+    assert code == 0 and len(list((tmp_path / "o").iterdir())) == 100
+
+
+def test_billions_of_seeds_stream_without_materializing():
+    from pixelfold.tools import SeedList, iter_images
+
+    seeds = parse_seeds("0-4294967295")
+    assert isinstance(seeds, SeedList) and len(seeds) == 2**32
+    G = Generator.from_preset(PRESET).eval()
+    start = time.perf_counter()
+    batch_seeds, images = next(iter_images(G, seeds, batch_size=2))
+    assert time.perf_counter() - start < 5
+    assert batch_seeds == [0, 1] and images.shape == (2, 3, RES, RES)
+
+
+def test_seed_list_is_a_lazy_sequence():
+    from pixelfold.tools import SeedList
+    from pixelfold.utils import ConfigError
+
+    seeds = parse_seeds("5-9,2,0-4294967295")
+    assert len(seeds) == 6 + 2**32
+    assert seeds[0] == 5 and seeds[5] == 2 and seeds[6] == 0 and seeds[-1] == 4294967295
+    assert seeds[3:8] == [8, 9, 2, 0, 1] and isinstance(seeds[3:8], SeedList)
+    assert seeds[:10:3] == [5, 8, 0, 3]
+    assert list(seeds[-2:]) == [4294967294, 4294967295]
+    assert seeds == parse_seeds("5-9,2,0-4294967295") and seeds != [5]
+    assert parse_seeds("0-4294967295") == parse_seeds("0-9,10-4294967295")  # at once
+    assert parse_seeds("0-9") != parse_seeds("0-8,10")
+    assert "4,294,967,302 seeds" in repr(seeds) and repr(parse_seeds("1,2")) == "[1, 2]"
+    with pytest.raises(IndexError):
+        seeds[2**33]
+    with pytest.raises(ConfigError):
+        parse_seeds("1-")
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda c: c["stages"][1].update(block_channels=[2**20, 2**20]),
+     "the generator 'pixelfolder-tiny-32' ("),
+    (lambda c: c.update(z_dim=2**20, w_dim=2**20), "needs about"),
+    (lambda c: c.update(image_channels=1),
+     "GeneratorSpec: image_channels must be 3 (RGB): grayscale and RGBA generators are not "
+     "supported yet, got 1"),
+    (lambda c: c.update(mapping_lr_mul=float("nan")),
+     "GeneratorSpec: mapping_lr_mul must be finite, got nan"),
+], ids=["2^20 channels", "z_dim 2^20", "image_channels 1", "mapping_lr_mul NaN"])
+def test_bad_model_configs_are_refused(capsys, tmp_path, saved, change, needle):
+    folder = _copy_model(saved, tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    change(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = run(capsys, "generate", str(folder), "--seeds", "0", "--out",
+                       str(tmp_path / "o"))
+    assert code == 2
+    line = _last_error(err, "generate")
+    assert f"{folder / 'config.json'}: " in line and needle in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_in_a_read_only_folder(capsys, readonly_dir):
+    code, _, err = run(capsys, "generate", PRESET, "--seeds", "0", "--out",
+                       str(readonly_dir / "o"))
+    assert code == 2
+    assert f"cannot write in {readonly_dir}" in _last_error(err, "generate")
+    assert list(readonly_dir.iterdir()) == []
+
+
+def test_a_bug_shows_its_traceback_and_exits_1(capsys, tmp_path, monkeypatch):
+    import pixelfold.tools
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("an internal bug")
+
+    monkeypatch.setattr(pixelfold.tools, "stage_images", bug)
+    code, _, err = run(capsys, "stages", PRESET, "--seeds", "0", "--out",
+                       str(tmp_path / "s.png"))
+    assert code == 1
+    assert "Traceback (most recent call last)" in err and "RuntimeError: an internal bug" in err
+    assert err.strip().splitlines()[-1].startswith("pixelfold stages: internal error")
+
+
+def test_interrupt_exits_130(capsys, tmp_path, monkeypatch):
+    import pixelfold.tools
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pixelfold.tools, "stage_images", interrupted)
+    code, _, err = run(capsys, "stages", PRESET, "--seeds", "0", "--out",
+                       str(tmp_path / "s.png"))
+    assert code == 130 and err.strip() == "pixelfold stages: interrupted"
+
+
+@pytest.mark.parametrize("where", ["before", "after", "env"])
+def test_debug_shows_the_traceback_of_user_errors(capsys, monkeypatch, where):
+    from pixelfold.cli import CLIError
+
+    argv = ["generate", PRESET, "--seeds", "3-1", "--out", "o"]
+    if where == "before":
+        argv.insert(0, "--debug")
+    elif where == "after":
+        argv.append("--debug")
+    else:
+        monkeypatch.setenv("PIXELFOLD_DEBUG", "1")
+    with pytest.raises(CLIError, match="ends before it starts"):
+        main(argv)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_written_images_get_the_umask_modes(capsys, tmp_path, umask, mode):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        assert main(["generate", PRESET, "--seeds", "0,1", "--out", str(tmp_path / "f")]) == 0
+        assert main(["interpolate", PRESET, "--seeds", "0,1", "--steps", "2", "--out",
+                     str(tmp_path / "s.png"), "--gif", str(tmp_path / "a.gif")]) == 0
+    finally:
+        os.umask(old)
+    files = [*(tmp_path / "f").iterdir(), tmp_path / "s.png", tmp_path / "a.gif"]
+    assert len(files) == 4
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == mode, f
+    assert no_temp_files(tmp_path)
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image as PILImage
+
+    from pixelfold.tools import save_image
+    from pixelfold.utils import DiskFullError
+
+    target = tmp_path / "img.png"
+    target.write_bytes(b"old image")
+    image = torch.zeros(3, 8, 8)
+
+    def half_written(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(PILImage.Image, "save", half_written)
+    with pytest.raises(OSError, match="Input/output error"):
+        save_image(image, target)
+    assert target.read_bytes() == b"old image" and no_temp_files(tmp_path)
+
+    def disk_full(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PILImage.Image, "save", disk_full)
+    with pytest.raises(DiskFullError, match=f"no space left on the device while writing {target}"):
+        save_image(image, target)
+    assert target.read_bytes() == b"old image" and no_temp_files(tmp_path)

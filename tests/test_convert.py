@@ -174,3 +174,125 @@ def test_cli_convert(tmp_path, oracle_256, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("pixelfold convert: error: no checkpoint file at")
     assert "exists and is not empty" in err[1] and len(err) == 2
+
+
+# --- bad input: refused before the work, nothing written (issue 10) -----------------------------
+
+
+def _cli(capsys, *argv):
+    from pixelfold.cli import main
+
+    code = main(["convert", *map(str, argv)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, err.strip().splitlines()[-1] if err.strip() else ""
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fails the test if the conversion itself starts."""
+    import pixelfold.convert
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the conversion ran although the output was unusable")
+
+    monkeypatch.setattr(pixelfold.convert, "load_official", forbidden)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr: no way to make a read-only folder")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.fixture
+def fake_pt(tmp_path):
+    """Any existing file: the output checks come before reading it."""
+    path = tmp_path / "in.pt"
+    path.write_bytes(b"not read")
+    return path
+
+
+def test_cli_convert_onto_a_file(capsys, tmp_path, fake_pt, no_work):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    code, line = _cli(capsys, fake_pt, target)
+    assert code == 2
+    assert line == f"pixelfold convert: error: OUTPUT_DIR {target} exists and is not a folder"
+    assert target.read_text() == "keep me"
+
+
+def test_cli_convert_under_a_file(capsys, tmp_path, fake_pt, no_work):
+    (tmp_path / "file").write_text("x")
+    code, line = _cli(capsys, fake_pt, tmp_path / "file" / "out")
+    assert code == 2 and line.endswith(f"{tmp_path / 'file'} is not a folder")
+
+
+def test_cli_convert_into_a_read_only_folder(capsys, fake_pt, readonly_dir, no_work):
+    code, line = _cli(capsys, fake_pt, readonly_dir / "out")
+    assert code == 2 and f"cannot write in {readonly_dir}" in line
+    code, line = _cli(capsys, fake_pt, readonly_dir, "--overwrite")
+    assert code == 2 and line.endswith("the folder is read-only (permission denied or a "
+                                       "read-only file system)")
+    assert list(readonly_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("samples", ["-5", "0"])
+def test_cli_convert_w_avg_samples_must_be_positive(capsys, tmp_path, fake_pt, no_work,
+                                                    samples):
+    code, line = _cli(capsys, fake_pt, tmp_path / "out", "--w-avg-samples", samples)
+    assert code == 2
+    assert line == f"pixelfold convert: error: --w-avg-samples must be >= 1, got {samples}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_convert_input_is_a_folder(capsys, tmp_path, no_work):
+    code, line = _cli(capsys, tmp_path, tmp_path / "out")
+    assert code == 2 and "is a folder; expected the authors' .pt checkpoint file" in line
+
+
+def test_non_finite_weight_is_refused_naming_key_and_file(capsys, tmp_path, oracle_256):
+    ckpt = authors_checkpoint(oracle_256)
+    ckpt["g_ema"] = dict(ckpt["g_ema"])
+    bad = ckpt["g_ema"]["convs.3.conv.weight"].clone()
+    bad.view(-1)[7] = float("nan")
+    ckpt["g_ema"]["convs.3.conv.weight"] = bad
+    src = tmp_path / "nan.pt"
+    torch.save(ckpt, src)
+    code, line = _cli(capsys, src, tmp_path / "out")
+    assert code == 2
+    assert line == (f"pixelfold convert: error: the generator weights (g_ema) in {src} hold "
+                    f"non-finite values (NaN or infinity): convs.3.conv.weight "
+                    f"(1 of {bad.numel()})")
+    assert not (tmp_path / "out").exists()
+    from pixelfold.utils import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="the generator weights hold non-finite"):
+        load_official(ckpt["g_ema"], w_avg_samples=0)
+
+
+def test_w_avg_must_come_out_finite(oracle_256):
+    from pixelfold.utils import ConfigError, NonFiniteError
+
+    state = dict(oracle_256.state_dict())
+    for i in range(1, 9):  # finite, but the mapping network overflows float32
+        state[f"style.{i}.weight"] = torch.full_like(state[f"style.{i}.weight"], 1e6)
+    with pytest.raises(NonFiniteError, match="the average w estimated from 10 random z is not "
+                                             "finite: the mapping network overflows"):
+        load_official(state, w_avg_samples=10)
+    with pytest.raises(ConfigError, match="w_avg_samples must be a non-negative integer, "
+                                          "got -5"):
+        load_official(state, w_avg_samples=-5)

@@ -81,7 +81,8 @@ def test_invalid_spec_in_config(saved):
     config = json.loads((folder / "config.json").read_text())
     config["stages"][0]["kernel_size"] = 4
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="config.json: StageSpec: kernel_size must be odd"):
+    with pytest.raises(ValueError,
+                       match="config.json: stage 0: StageSpec: kernel_size must be odd"):
         Generator.from_pretrained(folder)
 
 
@@ -131,3 +132,82 @@ def test_every_preset_spec_builds_from_its_config_alone(tmp_path):
     spec = presets.get("cips-tiny-32")
     G = Generator(spec.to_dict())
     assert G.spec == spec
+
+
+# ---------------------------------------------------------------- non-finite, sizes, modes
+
+
+def _set_tensor(folder, name, value):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = value
+    save_file(state, str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_tensor_and_file(saved, value):
+    from pixelfold.utils import NonFiniteError
+
+    _, folder = saved
+    _set_tensor(folder, "mapping.layers.1.weight", value)
+    with pytest.raises(NonFiniteError, match=rf"^the weights in {folder / 'model.safetensors'} "
+                                             rf"hold non-finite values \(NaN or infinity\): "
+                                             rf"mapping\.layers\.1\.weight \(1 of 4096\)$"):
+        Generator.from_pretrained(folder)
+
+
+def test_non_finite_buffer_is_refused(saved):
+    from pixelfold.utils import NonFiniteError
+
+    _, folder = saved
+    _set_tensor(folder, "mapping.w_avg", float("nan"))
+    with pytest.raises(NonFiniteError, match=r"mapping\.w_avg \(1 of 64\)"):
+        Generator.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("mapping_lr_mul", float("nan"), "GeneratorSpec: mapping_lr_mul must be finite, got nan"),
+    ("image_channels", 1, "GeneratorSpec: image_channels must be 3"),
+])
+def test_bad_config_fields_name_the_file(saved, field, value, message):
+    from pixelfold.utils import ConfigError
+
+    _, folder = saved
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))  # NaN is written as NaN
+    with pytest.raises(ConfigError, match=rf"{folder / 'config.json'}: {message}"):
+        Generator.from_pretrained(folder)
+
+
+def test_a_config_too_large_for_the_memory_is_refused_before_reading_weights(saved):
+    from pixelfold.utils import MemoryLimitError
+
+    _, folder = saved
+    config = json.loads((folder / "config.json").read_text())
+    config["stages"][1]["block_channels"] = [2**20, 2**20]
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"never read")
+    with pytest.raises(MemoryLimitError, match=rf"^{folder / 'config.json'}: the generator "
+                                               rf"'pixelfolder-tiny-32' .* needs about .*TiB"):
+        Generator.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755),
+                                                              (0o027, 0o640, 0o750)])
+def test_saved_folder_gets_the_umask_modes(tmp_path, umask, file_mode, dir_mode):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        folder = Generator.from_preset("pixelfolder-tiny-32").save_pretrained(tmp_path / "m")
+        # and again over an existing folder (the swap path)
+        Generator.from_preset("pixelfolder-tiny-32").save_pretrained(folder)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == dir_mode
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == file_mode, name

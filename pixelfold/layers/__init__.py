@@ -4,6 +4,7 @@ Everything is re-exported flat: ``from pixelfold.layers import PixelFold, Modula
 """
 
 from .activation import BiasLeakyReLU, bias_leaky_relu
+from .checks import InputError, check_input
 from .conv import conv2d
 from .equalized import EqualConv2d, EqualLinear
 from .fold import (
@@ -41,6 +42,7 @@ __all__ = [
     "EqualConv2d",
     "EqualLinear",
     "FourierFeatures",
+    "InputError",
     "MappingNetwork",
     "MinibatchStdDev",
     "ModConvPath",
@@ -54,6 +56,7 @@ __all__ = [
     "ToRGB",
     "Upsample",
     "bias_leaky_relu",
+    "check_input",
     "check_noise_mode",
     "conv2d",
     "coordinate_grid",

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activation import bias_leaky_relu
+from .checks import check_input
 
 __all__ = ["EqualConv2d", "EqualLinear"]
 
@@ -100,11 +101,18 @@ class EqualLinear(nn.Module):
         self.weight_gain = self.lr_mul / math.sqrt(in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (..., in_features) -> (..., out_features)``; an input of the wrong dtype or
+        device is an [`InputError`][pixelfold.layers.InputError] saying what to convert
+        (checked when the product fails: a call that works pays nothing)."""
         weight = contiguous_grad(self.weight) * self.weight_gain
         bias = self.bias * self.lr_mul if self.bias is not None else None
-        if self.activation == "lrelu":
-            return bias_leaky_relu(F.linear(x, weight), bias)
-        return F.linear(x, weight, bias)
+        try:
+            if self.activation == "lrelu":
+                return bias_leaky_relu(F.linear(x, weight), bias)
+            return F.linear(x, weight, bias)
+        except (RuntimeError, TypeError):
+            check_input(x, self.weight, "x", "EqualLinear", var="layer")
+            raise
 
     def extra_repr(self) -> str:
         return (
@@ -165,9 +173,16 @@ class EqualConv2d(nn.Module):
         self.weight_gain = self.lr_mul / math.sqrt(in_channels * kernel_size * kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``x`` ``(B, in_channels, H, W)``; an input of the wrong dtype or device is
+        an [`InputError`][pixelfold.layers.InputError] saying what to convert (checked when
+        the convolution fails: a call that works pays nothing)."""
         bias = self.bias * self.lr_mul if self.bias is not None else None
-        return F.conv2d(x, self.weight * self.weight_gain, bias, stride=self.stride,
-                        padding=self.padding)
+        try:
+            return F.conv2d(x, self.weight * self.weight_gain, bias, stride=self.stride,
+                            padding=self.padding)
+        except (RuntimeError, TypeError):
+            check_input(x, self.weight, "x", "EqualConv2d", var="layer")
+            raise
 
     def extra_repr(self) -> str:
         return (

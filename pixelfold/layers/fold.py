@@ -67,8 +67,13 @@ def unfold_pattern(channel_order: ChannelOrder = "pixelfolder") -> str:
     return f"b {_check_order(channel_order)} h w -> b c (h p1) (w p2)"
 
 
+def _not_a_tensor(layer: str, x: object) -> TypeError:
+    return TypeError(f"{layer} expects a torch.Tensor (B, C, H, W), got a {type(x).__name__}")
+
+
 # The checks take list[int] and use plain f-strings so that they also run inside
-# torch.jit.script (where they surface as torch.jit.Error carrying the same message).
+# torch.jit.script (where they surface as torch.jit.Error carrying the same message). The
+# isinstance checks before them are resolved when scripting (the input is typed Tensor).
 def _validate_fold(shape: list[int], factor: int) -> None:
     if len(shape) != 4:
         raise ValueError(
@@ -108,8 +113,11 @@ def pixel_fold(
             ``"pixel_shuffle"`` stacks ``(c p1 p2)`` like ``F.pixel_unshuffle``.
 
     Raises:
+        TypeError: ``x`` is not a tensor.
         ValueError: on a non-4-D input or H/W not divisible by ``factor``.
     """
+    if not isinstance(x, torch.Tensor):
+        raise _not_a_tensor("pixel_fold", x)
     pattern = fold_pattern(channel_order)
     _validate_fold(list(x.shape), _check_factor(factor))
     return rearrange(x, pattern, p1=factor, p2=factor)
@@ -130,8 +138,11 @@ def pixel_unfold(
             ``"pixel_shuffle"`` as ``(c p1 p2)`` like ``F.pixel_shuffle``.
 
     Raises:
+        TypeError: ``x`` is not a tensor.
         ValueError: on a non-4-D input or channels not divisible by ``factor**2``.
     """
+    if not isinstance(x, torch.Tensor):
+        raise _not_a_tensor("pixel_unfold", x)
     pattern = unfold_pattern(channel_order)
     _validate_unfold(list(x.shape), _check_factor(factor))
     return rearrange(x, pattern, p1=factor, p2=factor)
@@ -168,6 +179,9 @@ class PixelFold(nn.Module):
         return PixelUnfold(self.factor, channel_order=self.channel_order)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"PixelFold expects a torch.Tensor (B, C, H, W), got a "
+                            f"{type(x).__name__}")
         _validate_fold(list(x.shape), self.factor)
         return self.rearrange(x)
 
@@ -205,6 +219,9 @@ class PixelUnfold(nn.Module):
         return PixelFold(self.factor, channel_order=self.channel_order)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"PixelUnfold expects a torch.Tensor (B, C, H, W), got a "
+                            f"{type(x).__name__}")
         _validate_unfold(list(x.shape), self.factor)
         return self.rearrange(x)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checks import check_input
 from .equalized import EqualLinear
 
 __all__ = ["MappingNetwork", "PixelNorm", "pixel_norm"]
@@ -101,13 +102,20 @@ class MappingNetwork(nn.Module):
             truncation_psi: 1 disables truncation; 0 returns ``w_avg``.
             truncation_cutoff: truncate only the first ``truncation_cutoff`` of the ``num_ws``
                 latents (``None``: all).
-            update_w_avg: update the moving average with this batch (training only).
+            update_w_avg: update the moving average with this batch (training only; an
+                empty batch leaves it as it is).
+
+        Raises:
+            InputError: ``z`` is not a floating-point tensor on the device of the weights, or
+                has another dtype than them outside ``torch.autocast``.
         """
+        check_input(z, self.w_avg, "z", "the mapping network", var="mapping",
+                    float_hint=f" (e.g. torch.randn(B, {self.z_dim}))")
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"MappingNetwork expects z of shape (B, {self.z_dim}), "
                              f"got {tuple(z.shape)}")
         x = self._map(z)
-        if update_w_avg:
+        if update_w_avg and x.shape[0] > 0:  # an empty batch has no mean
             self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg.float(),
                                                               self.w_avg_beta))
         num_ws = self.num_ws if num_ws is None else num_ws

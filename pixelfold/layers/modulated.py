@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activation import BiasLeakyReLU
+from .checks import check_input
 from .equalized import EqualLinear
 from .noise import NoiseInjection, NoiseMode
 from .upfirdn import Blur, Upsample
@@ -278,7 +279,22 @@ class ModulatedConv2d(nn.Module):
                 convolution where the path allows it.
             gain: multiplies the result (before ``bias``), folded into the weights or the
                 demodulation coefficients.
+
+        Raises:
+            InputError: ``x`` or ``w`` is not a floating-point tensor on the device of the
+                weight, or has another dtype outside ``torch.autocast``. ``x`` is checked
+                first (PyTorch would promote a float16 or integer ``x`` silently); ``w`` when
+                the computation fails (the style's matrix product refuses other dtypes).
         """
+        check_input(x, self.weight, "x", "ModulatedConv2d", var="layer")
+        try:
+            return self._forward(x, w, bias, gain)
+        except (RuntimeError, TypeError, AttributeError):
+            check_input(w, self.weight, "w", "ModulatedConv2d", var="layer")
+            raise
+
+    def _forward(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
+                 gain: float) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"ModulatedConv2d expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"

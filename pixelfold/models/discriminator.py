@@ -41,12 +41,17 @@ from ..layers import (
     EqualConv2d,
     EqualLinear,
     MinibatchStdDev,
+    check_input,
     conv2d,
     filter2d,
 )
 from ..layers.equalized import contiguous_grad
+from ..utils.errors import ConfigError
+from ..utils.memory import discriminator_values
+from .generator import check_model_fits
 from .presets import PIXELFOLDER_CHANNELS
 from .pretrained import PretrainedMixin, apply_memory_format
+from .spec import check_finite_fields
 
 __all__ = ["DiscriminatorBlock", "DiscriminatorConv", "Discriminator", "DiscriminatorSpec"]
 
@@ -69,18 +74,18 @@ def _channel_table(value: Any) -> dict[int, int]:
             isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
         items = [tuple(p) for p in value]
     else:
-        raise ValueError(f"{where} must be a {{resolution: channels}} dict or a list of "
+        raise ConfigError(f"{where} must be a {{resolution: channels}} dict or a list of "
                          f"[resolution, channels] pairs, got {value!r}")
     table: dict[int, int] = {}
     for res, ch in items:
         if isinstance(res, str) and res.strip().isdigit():
             res = int(res)
         if not _is_pow2(res, 4):
-            raise ValueError(f"{where} keys must be powers of two >= 4, got {res!r}")
+            raise ConfigError(f"{where} keys must be powers of two >= 4, got {res!r}")
         if not _is_int(ch) or ch < 1:
-            raise ValueError(f"{where}[{res}] must be a positive integer, got {ch!r}")
+            raise ConfigError(f"{where}[{res}] must be a positive integer, got {ch!r}")
         if res in table:
-            raise ValueError(f"{where} lists resolution {res} twice")
+            raise ConfigError(f"{where} lists resolution {res} twice")
         table[res] = ch
     return dict(sorted(table.items()))
 
@@ -111,29 +116,30 @@ class DiscriminatorSpec:
 
     def __post_init__(self) -> None:
         where = "DiscriminatorSpec"
+        check_finite_fields(where, self)
         if not _is_pow2(self.resolution, 4):
-            raise ValueError(f"{where}: resolution must be a power of two >= 4, "
+            raise ConfigError(f"{where}: resolution must be a power of two >= 4, "
                              f"got {self.resolution!r}")
         for name in ("image_channels", "mbstd_group_size", "mbstd_num_channels"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
-                raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
         self.channels = _channel_table(self.channels)
         missing = [r for r in self.block_resolutions + (4,) if r not in self.channels]
         if missing:
-            raise ValueError(f"{where}: channels has no entry for resolution(s) {missing}, "
+            raise ConfigError(f"{where}: channels has no entry for resolution(s) {missing}, "
                              f"needed at resolution {self.resolution}; got "
                              f"{self.channels}")
         c4 = self.channels[4]
         if c4 % self.mbstd_num_channels:
-            raise ValueError(f"{where}: mbstd_num_channels must divide channels[4] = {c4}, "
+            raise ConfigError(f"{where}: mbstd_num_channels must divide channels[4] = {c4}, "
                              f"got {self.mbstd_num_channels}")
         kernel = self.blur_kernel
         if isinstance(kernel, (list, tuple)):
             kernel = tuple(kernel)
         if (not isinstance(kernel, tuple) or not kernel
                 or any(not _is_int(v) or v < 1 for v in kernel)):
-            raise ValueError(f"{where}: blur_kernel must be a non-empty sequence of positive "
+            raise ConfigError(f"{where}: blur_kernel must be a non-empty sequence of positive "
                              f"integers, got {self.blur_kernel!r}")
         self.blur_kernel = kernel
 
@@ -156,12 +162,12 @@ class DiscriminatorSpec:
         """Inverse of :meth:`to_dict`. Keys starting with ``_`` (metadata such as
         ``_class_name``) are ignored; other unknown keys are an error naming them."""
         if not isinstance(data, dict):
-            raise ValueError(f"DiscriminatorSpec.from_dict expects a dict, "
+            raise ConfigError(f"DiscriminatorSpec.from_dict expects a dict, "
                              f"got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(k for k in data if k not in known and not str(k).startswith("_"))
         if unknown:
-            raise ValueError(f"DiscriminatorSpec: unknown field(s) {unknown}")
+            raise ConfigError(f"DiscriminatorSpec: unknown field(s) {unknown}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self, indent: int = 2) -> str:
@@ -174,7 +180,7 @@ class DiscriminatorSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"DiscriminatorSpec.from_json: invalid JSON ({exc})") from None
+            raise ConfigError(f"DiscriminatorSpec.from_json: invalid JSON ({exc})") from None
         return cls.from_dict(data)
 
 
@@ -275,6 +281,11 @@ class Discriminator(PretrainedMixin, nn.Module):
             channels-last by default (the fast layout of oneDNN and of tensor cores),
             ``torch.contiguous_format`` for NCHW, ``None`` to leave it as the layers create it.
 
+    Raises:
+        ConfigError: ``spec`` is not a valid spec.
+        MemoryLimitError: the weights of ``spec`` need more memory than the default device
+            has available (computed from the spec before anything is allocated).
+
     Example:
         >>> D = Discriminator(DiscriminatorSpec(resolution=32, channels={4: 16, 8: 16,
         ...                                                              16: 8, 32: 8}))
@@ -292,7 +303,9 @@ class Discriminator(PretrainedMixin, nn.Module):
         elif isinstance(spec, dict):
             spec = DiscriminatorSpec.from_dict(spec)
         if not isinstance(spec, DiscriminatorSpec):
-            raise ValueError(f"Discriminator needs a DiscriminatorSpec, got {type(spec).__name__}")
+            raise ConfigError(f"Discriminator needs a DiscriminatorSpec, "
+                              f"got {type(spec).__name__}")
+        check_model_fits("discriminator", spec, discriminator_values(spec))
         self.spec = spec
         self.resolution = spec.resolution
         ch = spec.channels
@@ -312,17 +325,28 @@ class Discriminator(PretrainedMixin, nn.Module):
         """Score a batch of images.
 
         Args:
-            images: ``(B, image_channels, resolution, resolution)``, nominally in ``[-1, 1]``.
-                The batch size must be divisible by ``min(mbstd_group_size, B)``.
+            images: ``(B, image_channels, resolution, resolution)``, floating-point, nominally
+                in ``[-1, 1]``. The batch size must be divisible by
+                ``min(mbstd_group_size, B)``.
 
         Returns:
-            real/fake logits ``(B, 1)``.
+            real/fake logits ``(B, 1)``; an empty batch gives ``(0, 1)``.
+
+        Raises:
+            InputError: ``images`` is not a floating-point tensor (uint8 pixels must be
+                scaled to ``[-1, 1]`` first) on the device of the weights, or has another
+                dtype than them outside ``torch.autocast``.
+            ValueError: the shape is wrong.
         """
+        check_input(images, self.out.weight, "images", "the discriminator", var="D",
+                    float_hint=" in [-1, 1] (uint8 pixels p as p.float() / 127.5 - 1)")
         s = self.spec
         expected = (s.image_channels, s.resolution, s.resolution)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"Discriminator expects images of shape (B, {s.image_channels}, "
                              f"{s.resolution}, {s.resolution}), got {tuple(images.shape)}")
+        if images.shape[0] == 0:
+            return images.new_zeros((0, 1))
         x = self.from_rgb(images)
         for block in self.blocks:
             x = block(x)

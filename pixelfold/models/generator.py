@@ -18,14 +18,17 @@ from ..layers import (
     PixelUnfold,
     StyledConv2d,
     ToRGB,
+    check_input,
     check_noise_mode,
     coordinate_grid,
 )
+from ..utils.errors import ConfigError
+from ..utils.memory import check_fits, generator_values
 from .pretrained import PretrainedMixin, apply_memory_format
 from .spec import GeneratorSpec, StageSpec
 
 __all__ = ["Generator", "PointwiseConv", "StageBlock", "SynthesisNetwork", "SynthesisStage",
-           "style_mix"]
+           "check_model_fits", "style_mix"]
 
 
 class PointwiseConv(nn.Module):
@@ -322,12 +325,22 @@ class SynthesisNetwork(nn.Module):
             return_stages: also return the running RGB at the end of every stage.
 
         Returns:
-            images ``(B, 3, H, W)``, or ``(images, [rgb of stage 0, stage 1, ...])``.
+            images ``(B, 3, H, W)``, or ``(images, [rgb of stage 0, stage 1, ...])``. An empty
+            batch (``B = 0``) gives empty images.
+
+        Raises:
+            InputError: ``ws`` is not a floating-point tensor on the device of the weights, or
+                has another dtype outside ``torch.autocast``.
+            ValueError: ``ws`` has the wrong shape.
         """
+        first = self.stages[0].blocks[0].conv0.conv.weight
+        check_input(ws, first, "ws", "the synthesis network", var="G")
         check_noise_mode(noise_mode)
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}), "
                              f"got {tuple(ws.shape)}")
+        if ws.shape[0] == 0:
+            return self._empty(ws, return_stages)
         x: torch.Tensor | None = None
         rgb: torch.Tensor | None = None
         stage_rgbs = []
@@ -338,6 +351,13 @@ class SynthesisNetwork(nn.Module):
         if return_stages:
             return rgb, stage_rgbs
         return rgb
+
+    def _empty(self, ws: torch.Tensor, return_stages: bool
+               ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output of an empty batch: ``(0, 3, H, W)`` images (and stage outputs)."""
+        rgbs = [ws.new_zeros((0, 3, *stage.blocks[-1].output_resolution))
+                for stage in self.stages]
+        return (rgbs[-1], rgbs) if return_stages else rgbs[-1]
 
     def style_ranges(self) -> list[range]:
         """For each stage, the indices of ``ws`` it reads (its last ToRGB reads the next
@@ -361,6 +381,12 @@ class Generator(PretrainedMixin, nn.Module):
             ``G.to(memory_format=torch.contiguous_format)`` later; ``None`` leaves the layout
             as the layers create it. Saved weights are always stored contiguous.
 
+    Raises:
+        ConfigError: ``spec`` is not a valid spec.
+        MemoryLimitError: the weights and buffers of ``spec`` need more memory than the
+            default device (where they are created) has available; the size is computed from
+            the spec before anything is allocated.
+
     Example:
         >>> G = Generator.from_preset("pixelfolder-tiny-32")
         >>> G(torch.randn(2, G.z_dim)).shape
@@ -375,7 +401,8 @@ class Generator(PretrainedMixin, nn.Module):
         if isinstance(spec, dict):
             spec = GeneratorSpec.from_dict(spec)
         if not isinstance(spec, GeneratorSpec):
-            raise ValueError(f"Generator needs a GeneratorSpec, got {type(spec).__name__}")
+            raise ConfigError(f"Generator needs a GeneratorSpec, got {type(spec).__name__}")
+        check_model_fits("generator", spec, generator_values(spec))
         self.spec = spec
         self.z_dim = spec.z_dim
         self.w_dim = spec.w_dim
@@ -416,7 +443,19 @@ class Generator(PretrainedMixin, nn.Module):
             noise_mode: ``"random"``, ``"const"`` or ``"none"``.
             return_stages: also return every stage's RGB.
             update_w_avg: update the tracked average ``w`` (training).
+
+        Returns:
+            images ``(B, 3, H, W)`` (or with ``return_stages``, ``(images, stage RGBs)``); an
+            empty batch gives empty images.
+
+        Raises:
+            InputError: ``z`` is not a floating-point tensor on the device of the weights, or
+                has another dtype than them outside ``torch.autocast`` (the message says how
+                to convert one of them).
+            ValueError: ``z`` is not ``(B, z_dim)``.
         """
+        check_input(z, self.mapping.w_avg, "z", "the generator", var="G",
+                    float_hint=f" (e.g. torch.randn(B, {self.z_dim}))")
         ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_w_avg=update_w_avg)
         return self.synthesis(ws, noise_mode=noise_mode, return_stages=return_stages)
@@ -428,6 +467,24 @@ class Generator(PretrainedMixin, nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.spec.name!r}, resolution={self.resolution}, num_ws={self.num_ws}"
+
+
+def check_model_fits(kind: str, spec: object, values: int) -> None:
+    """Refuse to build a model whose ``values`` (parameters and buffers, computed from
+    ``spec``) cannot fit in the memory of the default device, before allocating any of it.
+    Nothing is checked on the ``meta`` device (where nothing is allocated).
+
+    Raises:
+        MemoryLimitError: with the estimate and the memory available.
+    """
+    device = torch.get_default_device()
+    if device.type == "meta":
+        return
+    nbytes = values * torch.get_default_dtype().itemsize
+    name = getattr(spec, "name", None)
+    check_fits(nbytes, f"the {kind}{f' {name!r}' if name else ''} ({values:,d} weight and "
+               f"buffer values)", device=device,
+               hint="make the spec smaller (channels, resolution, z_dim/w_dim)")
 
 
 def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int | range) -> torch.Tensor:

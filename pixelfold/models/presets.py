@@ -13,9 +13,20 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 
+from ..utils.errors import ConfigError
 from .spec import GeneratorSpec, StageSpec
 
-__all__ = ["PIXELFOLDER_CHANNELS", "cips", "get", "names", "pixelfolder", "register"]
+__all__ = ["PIXELFOLDER_CHANNELS", "UnknownPresetError", "cips", "get", "names", "pixelfolder",
+           "register"]
+
+
+class UnknownPresetError(ConfigError, KeyError):
+    """No preset has this name. A ``pixelfold.utils.ConfigError`` (so a ``ValueError``) and,
+    for code that looks presets up like a dict, a ``KeyError``; its message is one line
+    listing the presets."""
+
+    def __str__(self) -> str:  # KeyError's str() would quote the message
+        return str(self.args[0]) if self.args else ""
 
 PIXELFOLDER_CHANNELS: dict[int, int] = {
     4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32,
@@ -44,9 +55,14 @@ def names() -> list[str]:
 
 
 def get(name: str) -> GeneratorSpec:
-    """The spec of preset ``name`` (a fresh copy each call)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown preset {name!r}; choose one of {names()}")
+    """The spec of preset ``name`` (a fresh copy each call).
+
+    Raises:
+        UnknownPresetError: no preset is called ``name`` (the message lists them).
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UnknownPresetError(f"unknown preset {name!r}; choose one of: "
+                                 f"{', '.join(names())}")
     spec = _REGISTRY[name]()
     spec.name = name
     return copy.deepcopy(spec)

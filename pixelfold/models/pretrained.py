@@ -9,7 +9,9 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
+from ..utils.errors import CheckpointError, ConfigError
 from ..utils.files import atomic_directory
+from ..utils.tensors import check_finite
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedMixin", "atomic_directory"]
 
@@ -46,8 +48,9 @@ class PretrainedMixin:
     """Adds ``save_pretrained`` / ``from_pretrained`` to a module whose whole architecture is
     the dataclass ``self.spec`` (with ``to_dict`` / ``from_dict``), diffusers-style.
 
-    Loading is strict: a missing or unexpected tensor, or one of the wrong shape, is an error
-    that names it; a corrupt or truncated weights file is an error that names the file.
+    Loading is strict: a missing or unexpected tensor, one of the wrong shape, or one holding
+    NaN or infinity is an error that names it; a corrupt or truncated weights file is an error
+    that names the file.
     """
 
     spec_class: ClassVar[Any]
@@ -58,7 +61,9 @@ class PretrainedMixin:
 
         The folder is written atomically: files go to a temporary sibling folder that replaces
         ``save_directory`` only once everything is written, so a failed save leaves no
-        half-written folder (and an existing one untouched). Returns the folder.
+        half-written folder (and an existing one untouched). The folder and its files get the
+        permissions of the user's umask (``0o755`` / ``0o644`` with the usual ``022``).
+        Returns the folder.
         """
         from safetensors.torch import save_file
 
@@ -89,6 +94,15 @@ class PretrainedMixin:
                 or ``"user/repo"`` on the Hugging Face Hub.
             revision: Hub revision.
             map_location: device for the weights.
+
+        Raises:
+            FileNotFoundError: no such folder, or it lacks ``config.json`` or
+                ``model.safetensors``.
+            ConfigError: ``config.json`` is not valid JSON or not a valid spec (the message
+                names the file and the field).
+            CheckpointError: the weights file is corrupt or truncated, does not match the spec,
+                or holds NaN or infinity (the message names the tensors and the file).
+            MemoryLimitError: the model does not fit in the memory available.
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -101,23 +115,28 @@ class PretrainedMixin:
         try:
             config = json.loads(config_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{config_path} is not valid JSON ({exc})") from None
+            raise ConfigError(f"{config_path} is not valid JSON ({exc})") from None
         if not isinstance(config, dict):
-            raise ValueError(f"{config_path} must hold a JSON object")
+            raise ConfigError(f"{config_path} must hold a JSON object")
         saved_class = config.get("_class_name")
         if saved_class is not None and saved_class != cls.__name__:
-            raise ValueError(f"{config_path} describes a {saved_class}, not a {cls.__name__}")
+            raise ConfigError(f"{config_path} describes a {saved_class}, not a {cls.__name__}")
         try:
             spec = cls.spec_class.from_dict(config)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{config_path}: {exc}") from None
+            raise ConfigError(f"{config_path}: {exc}") from None
+        try:  # built first: a spec too large for the memory fails before reading any weights
+            model = cls(spec)  # type: ignore[call-arg]
+        except MemoryError as exc:
+            raise type(exc)(f"{config_path}: {exc}") from None
         try:
             state = load_file(str(weights_path), device=str(map_location))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(
-                f"{weights_path} is corrupt or truncated and cannot be read ({exc})"
+            raise CheckpointError(
+                f"{weights_path} is corrupt or truncated and cannot be read "
+                f"({' '.join(str(exc).split())})"
             ) from None
-        model = cls(spec)  # type: ignore[call-arg]
+        check_finite(state, what="the weights", source=str(weights_path))
         load_state_dict_strict(model, state, source=str(weights_path))  # type: ignore[arg-type]
         return model.to(map_location)  # type: ignore[attr-defined,return-value]
 
@@ -125,7 +144,11 @@ class PretrainedMixin:
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor],
                            source: str = "state_dict") -> None:
     """``module.load_state_dict(state, strict=True)`` with errors that name every missing,
-    unexpected or mis-shaped tensor and where it came from."""
+    unexpected or mis-shaped tensor and where it came from.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) naming the tensors that do not match.
+    """
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -139,8 +162,8 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
     if shapes:
         problems.append("shape mismatch: " + "; ".join(shapes[:8]))
     if problems:
-        raise ValueError(f"{source} does not match {type(module).__name__}: "
-                         + " | ".join(problems))
+        raise CheckpointError(f"{source} does not match {type(module).__name__}: "
+                              + " | ".join(problems))
     module.load_state_dict(state, strict=True)
 
 

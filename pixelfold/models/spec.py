@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from ..utils.errors import ConfigError
 
 __all__ = [
     "GeneratorSpec",
@@ -52,8 +55,36 @@ _RGB = ("skip", "sum")
 _INPUT = ("conv", "modconv")
 
 
-def _err(where: str, name: str, message: str) -> ValueError:
-    return ValueError(f"{where}: {name} {message}")
+def _err(where: str, name: str, message: str) -> ConfigError:
+    return ConfigError(f"{where}: {name} {message}")
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` is, or holds (in a list, tuple or dict), a NaN or infinite float."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
+def check_finite_fields(where: str, obj: Any) -> None:
+    """Raise a ``pixelfold.utils.ConfigError`` naming the first field of the dataclass ``obj``
+    that is or holds a NaN or infinite number (JSON files may spell them ``NaN`` and
+    ``Infinity``): no field of a spec means anything with them."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not f.name.startswith("_") and _non_finite(value):
+            raise _err(where, f.name, f"must be finite, got {value!r}")
+
+
+def _pos_float(where: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or not math.isfinite(value):
+        raise _err(where, name, f"must be a finite positive number, got {value!r}")
+    return value
 
 
 def _pos_int(where: str, name: str, value: Any, *, zero_ok: bool = False) -> int:
@@ -143,6 +174,7 @@ class StageSpec:
 
     def __post_init__(self) -> None:
         where = "StageSpec"
+        check_finite_fields(where, self)
         self.resolution = _resolution(where, self.resolution)
         self.block_channels = _int_tuple(where, "block_channels", self.block_channels,
                                          allow_empty=False)
@@ -229,11 +261,12 @@ class StageSpec:
         """Inverse of [`to_dict`][pixelfold.models.StageSpec.to_dict]; unknown keys are an
         error naming them."""
         if not isinstance(data, dict):
-            raise ValueError(f"StageSpec.from_dict expects a dict, got {type(data).__name__}")
+            raise ConfigError(f"StageSpec.from_dict expects a dict, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
-            raise ValueError(f"StageSpec: unknown field(s) {unknown}")
+            raise ConfigError(f"StageSpec: unknown field(s) {unknown}")
+        _require(cls, data, "StageSpec")
         return cls(**data)
 
 
@@ -248,7 +281,8 @@ class GeneratorSpec:
         mapping_layers: depth of the mapping network.
         mapping_lr_mul: learning-rate multiplier of the mapping network.
         w_avg_beta: decay of the tracked average ``w``.
-        image_channels: output channels.
+        image_channels: output channels; only 3 (RGB) is supported (grayscale and RGBA
+            generators are not, yet), anything else is an error.
         channel_order: channel layout of folding (``"pixelfolder"`` or ``"pixel_shuffle"``).
         blur_kernel: FIR taps for RGB skip upsampling and upsampling ModConvs.
         name: optional human-readable name (presets set it); not used to build the model.
@@ -268,6 +302,7 @@ class GeneratorSpec:
 
     def __post_init__(self) -> None:
         where = "GeneratorSpec"
+        check_finite_fields(where, self)
         stages = self.stages
         if isinstance(stages, StageSpec):
             stages = (stages,)
@@ -280,17 +315,22 @@ class GeneratorSpec:
                 try:
                     st = StageSpec.from_dict(st)
                 except ValueError as exc:
-                    raise ValueError(f"stage {i}: {exc}") from None
+                    raise ConfigError(f"stage {i}: {exc}") from None
             if not isinstance(st, StageSpec):
                 raise _err(where, f"stages[{i}]", f"must be a StageSpec, got {type(st).__name__}")
             converted.append(st)
         self.stages = tuple(converted)
         for name in ("z_dim", "w_dim", "mapping_layers", "image_channels"):
             _pos_int(where, name, getattr(self, name))
-        if not isinstance(self.mapping_lr_mul, (int, float)) or self.mapping_lr_mul <= 0:
-            raise _err(where, "mapping_lr_mul", f"must be positive, got {self.mapping_lr_mul!r}")
-        if not isinstance(self.w_avg_beta, (int, float)) or not 0 <= self.w_avg_beta < 1:
+        if self.image_channels != 3:
+            raise _err(where, "image_channels", f"must be 3 (RGB): grayscale and RGBA "
+                       f"generators are not supported yet, got {self.image_channels}")
+        _pos_float(where, "mapping_lr_mul", self.mapping_lr_mul)
+        if isinstance(self.w_avg_beta, bool) or not isinstance(self.w_avg_beta, (int, float)) \
+                or not 0 <= self.w_avg_beta < 1:
             raise _err(where, "w_avg_beta", f"must be in [0, 1), got {self.w_avg_beta!r}")
+        if self.name is not None and not isinstance(self.name, str):
+            raise _err(where, "name", f"must be a string or None, got {self.name!r}")
         _choice(where, "channel_order", self.channel_order, ("pixelfolder", "pixel_shuffle"))
         self.blur_kernel = _int_tuple(where, "blur_kernel", self.blur_kernel, allow_empty=False)
         self._validate_chain()
@@ -376,19 +416,24 @@ class GeneratorSpec:
         ``_`` (metadata such as ``_class_name``) are kept aside; other unknown keys are an error
         naming them."""
         if not isinstance(data, dict):
-            raise ValueError(f"GeneratorSpec.from_dict expects a dict, got {type(data).__name__}")
+            raise ConfigError(f"GeneratorSpec.from_dict expects a dict, "
+                              f"got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)} - {"_extra"}
-        extra = {k: v for k, v in data.items() if k.startswith("_")}
-        unknown = sorted(k for k in data if k not in known and not k.startswith("_"))
+        extra = {k: v for k, v in data.items() if str(k).startswith("_")}
+        unknown = sorted((k for k in data if k not in known and not str(k).startswith("_")),
+                         key=str)
         if unknown:
-            raise ValueError(f"GeneratorSpec: unknown field(s) {unknown}")
+            raise ConfigError(f"GeneratorSpec: unknown field(s) {unknown}")
         if "stages" not in data:
-            raise ValueError("GeneratorSpec: missing field 'stages'")
+            raise ConfigError("GeneratorSpec: missing field 'stages'")
         kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["stages"] = tuple(
-            st if isinstance(st, StageSpec) else StageSpec.from_dict(st)
-            for st in _stage_list(data["stages"])
-        )
+        stages = []
+        for i, st in enumerate(_stage_list(data["stages"])):
+            try:
+                stages.append(st if isinstance(st, StageSpec) else StageSpec.from_dict(st))
+            except ValueError as exc:
+                raise ConfigError(f"stage {i}: {exc}") from None
+        kwargs["stages"] = tuple(stages)
         return cls(**kwargs, _extra=extra)
 
     def to_json(self, indent: int = 2) -> str:
@@ -397,16 +442,35 @@ class GeneratorSpec:
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> GeneratorSpec:
-        """Parse JSON text, or read a ``.json`` file, into a spec."""
+        """Parse JSON text, or read a ``.json`` file, into a spec.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ConfigError: invalid JSON or an invalid spec; the message names the file (when
+                one was read) and the field.
+        """
         text = str(text_or_path)
+        source = "GeneratorSpec.from_json"
         if isinstance(text_or_path, Path) or (not text.lstrip().startswith("{")
                                               and text.endswith(".json")):
-            text = Path(text_or_path).read_text()
+            path = Path(text_or_path)
+            if path.is_dir():
+                raise ConfigError(f"{path} is a folder, not a generator config (.json) file")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{path} is not a UTF-8 text (JSON) file") from None
+            source = str(path)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"GeneratorSpec.from_json: invalid JSON ({exc})") from None
-        return cls.from_dict(data)
+            raise ConfigError(f"{source}: invalid JSON ({exc})") from None
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            if source == "GeneratorSpec.from_json":
+                raise
+            raise ConfigError(f"{source}: {exc}") from None
 
     def summary(self) -> str:
         """A short human-readable description of the stages."""
@@ -424,6 +488,18 @@ class GeneratorSpec:
 
 
 def _stage_list(value: Any) -> list[Any]:
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"GeneratorSpec: stages must be a list, got {type(value).__name__}")
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"GeneratorSpec: stages must be a non-empty list, got {value!r}"
+                          if isinstance(value, (list, tuple)) else
+                          f"GeneratorSpec: stages must be a list, got {type(value).__name__}")
     return list(value)
+
+
+def _require(cls: type, data: Mapping[str, Any], where: str) -> None:
+    """A ConfigError naming the fields of the dataclass ``cls`` without a default that
+    ``data`` lacks (instead of the TypeError of calling ``cls(**data)``)."""
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               and f.name not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing field(s) {missing}")

@@ -21,7 +21,11 @@ from .figures import (
     to_pil,
 )
 from .images import (
+    HELD_BYTES_PER_PIXEL,
     Crossover,
+    check_batch_memory,
+    check_finite_images,
+    check_held_memory,
     generate_images,
     interpolation_frames,
     iter_images,
@@ -29,13 +33,18 @@ from .images import (
     stage_images,
     style_mix_images,
 )
-from .latents import MAX_SEED, lerp, parse_seeds, seed_latents, slerp
+from .latents import MAX_SEED, SeedList, lerp, parse_seeds, seed_latents, slerp
 from .profile import DTYPES, format_profile, profile_generator
 
 __all__ = [
     "DTYPES",
+    "HELD_BYTES_PER_PIXEL",
     "MAX_SEED",
     "Crossover",
+    "SeedList",
+    "check_batch_memory",
+    "check_finite_images",
+    "check_held_memory",
     "format_profile",
     "generate_images",
     "image_grid",

@@ -1,8 +1,12 @@
 """Lay images out as figures and write them atomically: grids, labeled grids, strips, GIFs.
 
 Images come in as tensors in ``[-1, 1]`` (``(N, 3, H, W)``); figures are ``PIL.Image``\\ s.
-Every writer creates the parent folders and writes a temporary file next to the target, then
-renames it (``os.replace``), so a reader never sees half a file.
+A tensor holding NaN or infinity is refused (``NonFiniteError``): it would become black
+pixels. Every writer creates the parent folders and writes a temporary file next to the
+target, then renames it (``os.replace``) after flushing it to the disk, so a reader never sees
+half a file and a failed write (a full disk: ``DiskFullError``) leaves the old file as it
+was. New files get the permissions of the user's umask (``0o644`` with the
+usual ``022``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..utils.errors import NonFiniteError
+from ..utils.files import default_mode, disk_errors
 from .images import Crossover
 
 __all__ = [
@@ -34,8 +40,14 @@ TEXT = (0, 0, 0)
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(..., 3, H, W)`` in ``[-1, 1]`` -> ``(..., H, W, 3)`` uint8."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """``(..., 3, H, W)`` in ``[-1, 1]`` -> ``(..., H, W, 3)`` uint8; NaN or infinity is an
+    error (clamping would turn it into black or white pixels)."""
+    x = images.detach().float().cpu()
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise NonFiniteError(f"the images hold {bad:,d} NaN or infinite values of "
+                             f"{x.numel():,d}; nothing was written from them")
+    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.movedim(-3, -1).numpy()
 
 
@@ -265,12 +277,21 @@ def _temp_path(path: Path) -> Path:
 
 
 def _atomic(path: str | os.PathLike, write) -> Path:
+    """``write(tmp)`` to a temporary sibling of ``path``, then flush it to the disk, give it
+    the umask's permissions and rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(path)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        with disk_errors(path, cleanup=tmp):
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, default_mode(False))
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

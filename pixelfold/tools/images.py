@@ -6,6 +6,14 @@ Every function takes a [`Generator`][pixelfold.models.Generator], runs it under
 float32 CPU tensors in ``[-1, 1]``. [`figures`][pixelfold.tools.figures] lays them out and
 writes them.
 
+Before computing anything they check what they would hold against the memory available
+(``pixelfold.utils.check_fits``): one batch of the generator's activations on its device
+(``pixelfold.utils.memory.generator_batch_bytes``) and, except for
+[`iter_images`][pixelfold.tools.iter_images], every image they return, with the uint8 copy
+and the figure made from them (``HELD_BYTES_PER_PIXEL``); too much is a ``MemoryLimitError``
+with the estimate. An output holding NaN or infinity is a ``NonFiniteError`` naming the seeds
+(and the non-finite weights, if any) instead of a black image.
+
 >>> from pixelfold.models import Generator
 >>> G = Generator.from_preset("pixelfolder-tiny-32").eval()
 >>> generate_images(G, [0, 1, 2]).shape
@@ -14,6 +22,7 @@ torch.Size([3, 3, 32, 32])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -22,10 +31,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..models import Generator, style_mix
+from ..utils.errors import ConfigError, NonFiniteError
+from ..utils.memory import check_fits, generator_batch_bytes
+from ..utils.tensors import module_tensors, non_finite
 from .latents import lerp, seed_latents, slerp
 
 __all__ = [
+    "HELD_BYTES_PER_PIXEL",
     "Crossover",
+    "check_batch_memory",
+    "check_finite_images",
+    "check_held_memory",
     "generate_images",
     "interpolation_frames",
     "iter_images",
@@ -37,10 +53,91 @@ __all__ = [
 Crossover = tuple[str, range]
 """A named set of ``ws`` indices taken from the column latent, e.g. ``("stage 1", range(4, 9))``."""
 
+HELD_BYTES_PER_PIXEL = 20
+"""Memory per pixel of an image held until written: 12 bytes of float32 RGB, 3 of its uint8
+copy and 4 of the RGBA-backed figure canvas, rounded up."""
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def check_batch_memory(G: Generator, batch_size: int, count: int | None = None) -> None:
+    """Refuse a batch whose activations cannot fit on ``G``'s device.
+
+    Args:
+        G: the generator.
+        batch_size: images per forward pass.
+        count: images in all (the batch is at most this many).
+
+    Raises:
+        MemoryLimitError: with the estimate of
+            ``pixelfold.utils.memory.generator_batch_bytes``.
+    """
+    _check_batch_size(batch_size)
+    batch = batch_size if count is None else max(1, min(batch_size, count))
+    nbytes = generator_batch_bytes(G.spec, batch, _param_dtype(G))
+    h, w = G.resolution
+    check_fits(nbytes, f"a batch of {batch:,d} images of {h}x{w} (batch size {batch_size:,d})",
+               device=G.device, hint="use a smaller batch size (--batch-size)")
+
+
+def check_held_memory(G: Generator, count: int, what: str, *, hint: str = "",
+                      extra_bytes: int = 0) -> None:
+    """Refuse to hold ``count`` images of ``G`` (and ``extra_bytes`` more) in CPU memory when
+    they cannot fit.
+
+    Args:
+        G: the generator (its resolution).
+        count: images held at once.
+        what: what they are, for the message (``"4,294,967,296 images"``).
+        hint: what to do instead.
+        extra_bytes: memory held besides the images (latents, styles).
+
+    Raises:
+        MemoryLimitError: with the estimate.
+    """
+    h, w = G.resolution
+    nbytes = count * h * w * HELD_BYTES_PER_PIXEL + extra_bytes
+    check_fits(nbytes, f"holding {what} of {h}x{w} at once", device="cpu", hint=hint)
+
+
+def _check_psi(truncation_psi: float) -> None:
+    if not isinstance(truncation_psi, (int, float)) or not math.isfinite(truncation_psi):
+        raise ConfigError(f"truncation_psi must be a finite number, got {truncation_psi!r}")
+
+
+def check_finite_images(G: Generator, images: torch.Tensor,
+                        seeds: Sequence[int] | None = None, what: str = "images") -> None:
+    """Raise ``NonFiniteError`` if ``images`` (a batch just computed by ``G``) hold NaN or
+    infinity, naming the seeds of the bad images and the non-finite weights of ``G`` when
+    there are some.
+
+    Args:
+        G: the generator that computed them.
+        images: ``(B, ...)`` outputs.
+        seeds: the seed of each image, for the message.
+        what: what they are, for the message.
+    """
+    bad = ~torch.isfinite(images.flatten(1)).all(1)
+    if not bool(bad.any()):
+        return
+    idx = bad.nonzero().flatten().tolist()
+    which = (f"seed(s) {', '.join(str(seeds[i]) for i in idx[:5])}"
+             + (f" and {len(idx) - 5} more" if len(idx) > 5 else "")
+             if seeds is not None else f"{len(idx)} of {images.shape[0]}")
+    weights = non_finite(module_tensors(G))
+    cause = ("its weights hold NaN or infinity: " + ", ".join(n for n, *_ in weights[:3])
+             if weights else
+             "its weights are finite, so the values overflow (a float16 model? try float32 "
+             "or bfloat16)")
+    raise NonFiniteError(f"the generator produced NaN or infinite pixels in {what} of "
+                         f"{which}; nothing was written from them: {cause}")
+
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str) -> Iterator[slice]:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    _check_batch_size(batch_size)
     # tqdm shows the bar only when the loop lasts more than a second
     with tqdm(total=n, desc=desc, unit="img", disable=not progress, delay=1.0,
               leave=False) as bar:
@@ -55,15 +152,22 @@ def _param_dtype(G: Generator) -> torch.dtype:
 
 
 def _mapping(G: Generator, seeds: Sequence[int], truncation_psi: float) -> torch.Tensor:
+    _check_psi(truncation_psi)
     z = seed_latents(seeds, G.z_dim).to(G.device, _param_dtype(G))
     return G.mapping(z, truncation_psi=truncation_psi).clone()
 
 
+def _ws_bytes(G: Generator, count: int) -> int:
+    return count * (G.z_dim + G.num_ws * G.w_dim) * _param_dtype(G).itemsize
+
+
 def _synthesize(G: Generator, ws: torch.Tensor, *, noise_mode: str, batch_size: int,
-                progress: bool, desc: str) -> torch.Tensor:
+                progress: bool, desc: str, seeds: Sequence[int] | None = None,
+                what: str = "images") -> torch.Tensor:
     out = []
     for sl in _batches(ws.shape[0], batch_size, progress, desc):
         img = G.synthesis(ws[sl], noise_mode=noise_mode)
+        check_finite_images(G, img, None if seeds is None else seeds[sl], what)
         out.append(img.float().clamp(-1, 1).cpu())
     return torch.cat(out)
 
@@ -79,14 +183,25 @@ def iter_images(
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Like [`generate_images`][pixelfold.tools.generate_images], one batch at a time:
     yields ``(batch_seeds, images (len(batch_seeds), 3, H, W))``, so that any number of seeds
-    can be written out in constant memory. The progress bar counts images handed out.
+    (a [`SeedList`][pixelfold.tools.SeedList] of billions) can be written out in constant
+    memory. The progress bar counts images handed out.
+
+    Raises:
+        MemoryLimitError: one batch does not fit on ``G``'s device.
+        NonFiniteError: a batch holds NaN or infinity (it is not yielded).
     """
-    seeds = list(seeds)
+    if not isinstance(seeds, Sequence):
+        seeds = list(seeds)
+    _check_psi(truncation_psi)
+    check_batch_memory(G, batch_size, len(seeds))
     for sl in _batches(len(seeds), batch_size, progress, "generate"):
+        batch_seeds = seeds[sl]
         with torch.inference_mode():
-            ws = _mapping(G, seeds[sl], truncation_psi)
-            images = G.synthesis(ws, noise_mode=noise_mode).float().clamp(-1, 1).cpu()
-        yield seeds[sl], images
+            ws = _mapping(G, batch_seeds, truncation_psi)
+            images = G.synthesis(ws, noise_mode=noise_mode)
+            check_finite_images(G, images, batch_seeds)
+            images = images.float().clamp(-1, 1).cpu()
+        yield list(batch_seeds), images
 
 
 def generate_images(
@@ -108,7 +223,14 @@ def generate_images(
             ``"none"``.
         batch_size: images per forward pass.
         progress: show a progress bar when it takes more than a second.
+
+    Raises:
+        MemoryLimitError: the images, or one batch, do not fit in memory.
+        NonFiniteError: the generator's output holds NaN or infinity.
     """
+    check_held_memory(G, len(seeds), f"{len(seeds):,d} images",
+                      hint="use fewer seeds, or iter_images (pixelfold generate without "
+                           "--grid), which holds one batch at a time")
     return torch.cat([images for _, images in iter_images(
         G, seeds, truncation_psi=truncation_psi, noise_mode=noise_mode, batch_size=batch_size,
         progress=progress)])
@@ -184,8 +306,18 @@ def style_mix_images(
     Returns:
         ``(row_images (R, 3, H, W), col_images (C, 3, H, W), mixed (K, R, C, 3, H, W),
         crossovers)`` with the resolved crossovers as ``(label, range)``.
+
+    Raises:
+        MemoryLimitError: the images, or one batch, do not fit in memory.
+        NonFiniteError: the generator's output holds NaN or infinity.
     """
     resolved = resolve_crossovers(G, crossovers)
+    count = len(row_seeds) + len(col_seeds) + len(resolved) * len(row_seeds) * len(col_seeds)
+    check_held_memory(G, count, f"{count:,d} images (a mix of {len(row_seeds):,d} rows x "
+                      f"{len(col_seeds):,d} columns x {len(resolved)} crossovers)",
+                      hint="use fewer seeds",
+                      extra_bytes=_ws_bytes(G, count))
+    check_batch_memory(G, batch_size, count)
     ws_rows = _mapping(G, row_seeds, truncation_psi)
     ws_cols = _mapping(G, col_seeds, truncation_psi)
     R, C, K = len(row_seeds), len(col_seeds), len(resolved)
@@ -194,7 +326,7 @@ def style_mix_images(
     mixed_ws = torch.cat([style_mix(a, b, idx) for _, idx in resolved])
     all_ws = torch.cat([ws_rows, ws_cols, mixed_ws])
     images = _synthesize(G, all_ws, noise_mode=noise_mode, batch_size=batch_size,
-                         progress=progress, desc="mix")
+                         progress=progress, desc="mix", what="the mix")
     rows, cols, mixed = images.split([R, C, K * R * C])
     return rows, cols, mixed.reshape(K, R, C, *images.shape[1:]), resolved
 
@@ -234,11 +366,16 @@ def interpolation_frames(
 
     Returns:
         ``(frames, 3, H, W)``.
+
+    Raises:
+        MemoryLimitError: the frames, or one batch, do not fit in memory.
+        NonFiniteError: the generator's output holds NaN or infinity.
     """
     if len(seeds) < 2:
-        raise ValueError(f"interpolation needs at least two seeds, got {list(seeds)}")
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2 (both ends are frames), got {steps!r}")
+        raise ConfigError(f"interpolation needs at least two seeds, got {seeds!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ConfigError(f"steps must be an integer >= 2 (both ends are frames), "
+                          f"got {steps!r}")
     if space not in ("z", "w"):
         raise ValueError(f"space must be 'z' or 'w', got {space!r}")
     method = method or ("slerp" if space == "z" else "lerp")
@@ -246,6 +383,11 @@ def interpolation_frames(
         raise ValueError(f"method must be 'lerp' or 'slerp', got {method!r}")
     if space == "w" and method == "slerp":
         raise ValueError("slerp is for z space (Gaussian latents); interpolate w with lerp")
+    _check_psi(truncation_psi)
+    frames = (len(seeds) - 1) * (steps - 1) + 1
+    check_held_memory(G, frames, f"{frames:,d} frames", extra_bytes=_ws_bytes(G, frames) * 2,
+                      hint="use fewer --steps or seeds")
+    check_batch_memory(G, batch_size, frames)
     interp = slerp if method == "slerp" else lerp
     t = torch.linspace(0, 1, steps, dtype=torch.float64)
     if space == "z":
@@ -260,7 +402,7 @@ def interpolation_frames(
     else:
         ws = points[:, None].expand(-1, G.num_ws, -1)
     return _synthesize(G, ws, noise_mode=noise_mode, batch_size=batch_size,
-                       progress=progress, desc="interpolate")
+                       progress=progress, desc="interpolate", what="frames")
 
 
 @torch.inference_mode()
@@ -277,12 +419,23 @@ def stage_images(
 
     Returns:
         ``(len(seeds), num_stages, 3, H, W)``; the last stage is the final image.
+
+    Raises:
+        MemoryLimitError: the images, or one batch, do not fit in memory.
+        NonFiniteError: the generator's output holds NaN or infinity.
     """
+    num_stages = len(G.synthesis.stages)
+    check_held_memory(G, len(seeds) * num_stages, f"{num_stages} stage outputs of "
+                      f"{len(seeds):,d} seeds", hint="use fewer seeds",
+                      extra_bytes=_ws_bytes(G, len(seeds)))
+    check_batch_memory(G, batch_size, len(seeds))
     ws = _mapping(G, seeds, truncation_psi)
     size = tuple(G.resolution)
     out = []
     for sl in _batches(ws.shape[0], batch_size, progress, "stages"):
         _, rgbs = G.synthesis(ws[sl], noise_mode=noise_mode, return_stages=True)
+        for rgb in rgbs:
+            check_finite_images(G, rgb, seeds[sl], "the stage outputs")
         out.append(torch.stack([F.interpolate(rgb.float(), size=size, mode="nearest")
                                 for rgb in rgbs], dim=1).clamp(-1, 1).cpu())
     return torch.cat(out)

@@ -6,12 +6,17 @@ as NVlabs' scripts do, so ``seed 7`` is the same ``z`` on every machine and devi
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import overload
 
 import torch
 
-__all__ = ["MAX_SEED", "lerp", "parse_seeds", "seed_latents", "slerp"]
+from ..utils.errors import ConfigError
+
+__all__ = ["MAX_SEED", "SeedList", "lerp", "parse_seeds", "seed_latents", "slerp"]
 
 MAX_SEED = 2**32 - 1
 """Largest seed accepted by [`parse_seeds`][pixelfold.tools.parse_seeds] (NVlabs' limit)."""
@@ -19,35 +24,123 @@ MAX_SEED = 2**32 - 1
 _ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-def parse_seeds(text: str) -> list[int]:
+class SeedList(Sequence[int]):
+    """An ordered list of seeds held as ranges, so that ``"0-4294967295"`` takes a few bytes.
+
+    It is a ``Sequence[int]``: ``len``, indexing, iteration and slicing (a slice with step 1
+    is another ``SeedList``) never build the whole list; it compares equal to a list of the
+    same seeds. What is held in memory for the seeds (images, frames, latents) is checked by
+    the functions that hold it.
+
+    Args:
+        ranges: the seeds, as consecutive ranges.
+    """
+
+    def __init__(self, ranges: Sequence[range]) -> None:
+        self._ranges = tuple(r for r in ranges if len(r))
+        self._starts: list[int] = []
+        total = 0
+        for r in self._ranges:
+            self._starts.append(total)
+            total += len(r)
+        self._len = total
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> SeedList: ...
+
+    def __getitem__(self, index: int | slice) -> int | SeedList:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._len)
+            if step != 1:
+                return SeedList([range(self[i], self[i] + 1)
+                                 for i in range(start, stop, step)])
+            return self._span(start, max(start, stop))
+        i = index.__index__()
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"seed index {index} out of range for {self._len} seeds")
+        k = bisect.bisect_right(self._starts, i) - 1
+        return self._ranges[k][i - self._starts[k]]
+
+    def _span(self, start: int, stop: int) -> SeedList:
+        parts = []
+        for r, first in zip(self._ranges, self._starts, strict=True):
+            lo, hi = max(start - first, 0), min(stop - first, len(r))
+            if lo < hi:
+                parts.append(r[lo:hi])
+        return SeedList(parts)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self._ranges)
+
+    def _runs(self) -> list[tuple[int, int]]:
+        """The seeds as maximal runs of consecutive integers ``(first, stop)``."""
+        runs: list[tuple[int, int]] = []
+        for r in self._ranges:
+            if r.step != 1:
+                runs.extend((s, s + 1) for s in r)
+            elif runs and runs[-1][1] == r.start:
+                runs[-1] = (runs[-1][0], r.stop)
+            else:
+                runs.append((r.start, r.stop))
+        return runs
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SeedList):  # by runs: billions of seeds compare at once
+            return len(self) == len(other) and self._runs() == other._runs()
+        if not isinstance(other, (list, tuple, range)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # compares like a list
+
+    def __repr__(self) -> str:
+        if self._len <= 16:
+            return repr(list(self))
+        text = ",".join(f"{r.start}" if len(r) == 1 else f"{r.start}-{r.stop - 1}"
+                        for r in self._ranges)
+        return f"SeedList({text!r}, {self._len:,d} seeds)"
+
+
+def parse_seeds(text: str) -> SeedList:
     """Parse a seed list such as ``"0-15"``, ``"1,5,9"`` or ``"0-3,10"``.
 
-    Ranges are inclusive; order and repeats are kept.
+    Ranges are inclusive; order and repeats are kept. The result is a
+    [`SeedList`][pixelfold.tools.SeedList] (a ``Sequence[int]`` that holds the ranges, not
+    every seed), so ``"0-4294967295"`` is parsed at once.
 
     Raises:
-        ValueError: empty text, a part that is not ``N`` or ``A-B``, ``B < A``, or a seed
-            above [`MAX_SEED`][pixelfold.tools.MAX_SEED].
+        ConfigError: (a ``ValueError``) empty text, a part that is not ``N`` or ``A-B``,
+            ``B < A``, or a seed above [`MAX_SEED`][pixelfold.tools.MAX_SEED].
 
     Example:
         >>> parse_seeds("0-3,10")
         [0, 1, 2, 3, 10]
     """
-    if not text.strip():
-        raise ValueError("empty seed list; expected e.g. '0-15', '1,5,9' or '0-3,10'")
-    seeds: list[int] = []
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("empty seed list; expected e.g. '0-15', '1,5,9' or '0-3,10'")
+    ranges: list[range] = []
     for part in text.split(","):
         m = _ITEM.match(part.strip())
         if m is None:
-            raise ValueError(f"bad seeds {text!r}: {part.strip()!r} is not N or A-B with "
-                             f"non-negative integers (e.g. '0-15', '1,5,9', '0-3,10')")
+            raise ConfigError(f"bad seeds {text!r}: {part.strip()!r} is not N or A-B with "
+                              f"non-negative integers (e.g. '0-15', '1,5,9', '0-3,10')")
         start = int(m.group(1))
         stop = int(m.group(2)) if m.group(2) is not None else start
         if stop < start:
-            raise ValueError(f"bad seeds {text!r}: range {part.strip()!r} ends before it starts")
+            raise ConfigError(f"bad seeds {text!r}: range {part.strip()!r} ends before it "
+                              f"starts")
         if stop > MAX_SEED:
-            raise ValueError(f"bad seeds {text!r}: seeds must be <= {MAX_SEED}, got {stop}")
-        seeds.extend(range(start, stop + 1))
-    return seeds
+            raise ConfigError(f"bad seeds {text!r}: seeds must be <= {MAX_SEED}, got {stop}")
+        ranges.append(range(start, stop + 1))
+    return SeedList(ranges)
 
 
 def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
@@ -57,7 +150,7 @@ def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
         seeds: integer seeds.
         z_dim: latent width (``G.z_dim``).
     """
-    if not seeds:
+    if not len(seeds):
         raise ValueError("seed_latents needs at least one seed")
     return torch.cat([torch.randn(1, z_dim, generator=torch.Generator().manual_seed(int(s)))
                       for s in seeds])

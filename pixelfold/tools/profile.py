@@ -35,7 +35,9 @@ import torch
 
 from ..metrics import count_macs, count_params
 from ..models import Generator, load_generator
+from ..utils.errors import ConfigError
 from .device import resolve_device
+from .images import check_batch_memory
 
 __all__ = ["DTYPES", "current_rss_bytes", "format_profile", "peak_rss_bytes", "profile_generator",
            "reset_peak_rss"]
@@ -166,17 +168,19 @@ def profile_generator(
     Raises:
         ValueError: bad batch size, counts, device or dtype.
         FileNotFoundError: ``model`` names no folder or preset.
+        MemoryLimitError: a batch of ``batch_size`` does not fit on the device (estimated
+            before anything is allocated).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
+        raise ConfigError(f"threads must be >= 1, got {threads!r}")
     if warmup < 0 or iters < 1:
-        raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup!r}, "
-                         f"iters={iters!r}")
+        raise ConfigError(f"need warmup >= 0 and iters >= 1, got warmup={warmup!r}, "
+                          f"iters={iters!r}")
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         dtype = DTYPES[dtype]
     if isinstance(model, Generator):
         dev = resolve_device(device if device is not None else model.device)
@@ -189,6 +193,7 @@ def profile_generator(
         G = load_generator(model, device=dev, seed=seed).to(dtype)
         name = str(model)
     G.eval()
+    check_batch_memory(G, batch_size)
 
     with torch.device("meta"):
         G_meta = Generator(G.spec)
