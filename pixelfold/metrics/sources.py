@@ -267,7 +267,7 @@ class RealImages(torch.utils.data.Dataset):
                                    resize_filter=resize_filter)
         try:  # fail here, not in a data-loader worker, when no image can be decoded
             self.images[0]
-        except RuntimeError as exc:
+        except (RuntimeError, DataError) as exc:
             raise DataError(f"the real images {given or self.source}: {exc} (expected image "
                             f"files that PIL can decode)") from None
         self.resolution = resolution

@@ -115,7 +115,7 @@ def build_augment(kind: str = "none", *, p: float | None = None, pipeline: str =
         p: ADA only: a fixed strength in ``[0, 1]``; ``None`` (default) adapts it with an
             [`AdaController`][pixelfold.training.augment.AdaController] starting at 0.
         pipeline: ADA only: a name of
-            [`ADA_PRESETS`][pixelfold.training.augment.ADA_PRESETS] (default ``"bgc"``).
+            [`ADA_PRESETS`][pixelfold.training.augment.ada.ADA_PRESETS] (default ``"bgc"``).
         target: adaptive ADA: the target of ``r_t``, in ``(0, 1)`` (checked for every kind).
         ada_kimg: adaptive ADA: kimg for ``p`` to go from 0 to 1.
         interval: adaptive ADA: steps between adjustments of ``p``.

@@ -116,6 +116,8 @@ ADA_PRESETS: dict[str, dict[str, float]] = {
 }
 ADA_PRESETS["bg"] = {**ADA_PRESETS["blit"], **ADA_PRESETS["geom"]}
 ADA_PRESETS["bgc"] = {**ADA_PRESETS["bg"], **ADA_PRESETS["color"]}
+"""Named pipelines as StyleGAN2-ADA names them: transform multipliers by preset (``blit``,
+``geom``, ``color``, ``bg``, ``bgc``; ``bgc`` is ADA's recommended pipeline)."""
 """Probability multipliers of NVlabs' pipelines made of the transforms implemented here
 (``bgc``, blit + geometric + color, is the one the ADA paper recommends)."""
 
@@ -225,15 +227,26 @@ class AugmentPipe(nn.Module):
             needs no device synchronization), normally set from
             [`AdaController.p`][pixelfold.training.augment.AdaController], whose state dict
             is what a checkpoint keeps (the pipe has no parameters or buffers).
-        xflip, rotate90, xint: probability multipliers of the pixel-blitting transforms.
-        scale, rotate, aniso, xfrac: multipliers of the general geometric transforms.
-        brightness, contrast, lumaflip, hue, saturation: multipliers of the color transforms.
+        xflip: probability multiplier of the horizontal flip (pixel blitting).
+        rotate90: multiplier of the quarter turns (pixel blitting).
+        xint: multiplier of the integer translation (pixel blitting).
+        scale: multiplier of the isotropic scaling (general geometric).
+        rotate: multiplier of the arbitrary rotation (general geometric).
+        aniso: multiplier of the anisotropic scaling (general geometric).
+        xfrac: multiplier of the fractional translation (general geometric).
+        brightness: multiplier of the brightness offset (color).
+        contrast: multiplier of the contrast scaling (color).
+        lumaflip: multiplier of the luma flip (color).
+        hue: multiplier of the hue rotation (color).
+        saturation: multiplier of the saturation scaling (color).
         xint_max: range of the integer translation, a fraction of the image size.
-        scale_std, aniso_std: log2 standard deviations of the isotropic / anisotropic scaling.
+        scale_std: log2 standard deviation of the isotropic scaling.
         rotate_max: range of the arbitrary rotation, 1 = full circle.
+        aniso_std: log2 standard deviation of the anisotropic scaling.
         xfrac_std: standard deviation of the fractional translation, a fraction of the size.
         brightness_std: standard deviation of the brightness offset.
-        contrast_std, saturation_std: log2 standard deviations of contrast and saturation.
+        contrast_std: log2 standard deviation of the contrast scaling.
+        saturation_std: log2 standard deviation of the saturation scaling.
         hue_max: range of the hue rotation, 1 = full circle.
 
     Images are ``(N, C, H, W)`` floating point, normally in ``[-1, 1]``. Geometric transforms
@@ -285,7 +298,7 @@ class AugmentPipe(nn.Module):
     def from_preset(cls, name: str = "bgc", *, p: float = 0.0, **overrides: float
                     ) -> AugmentPipe:
         """The pipe of one of NVlabs' pipelines in
-        [`ADA_PRESETS`][pixelfold.training.augment.ADA_PRESETS] (``blit``, ``geom``,
+        [`ADA_PRESETS`][pixelfold.training.augment.ada.ADA_PRESETS] (``blit``, ``geom``,
         ``color``, ``bg``, ``bgc``), with any setting overridden by keyword.
 
         Raises:
