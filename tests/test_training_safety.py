@@ -36,7 +36,7 @@ from pixelfold.utils import (
     RunLock,
 )
 
-from .training_helpers import _config, _write_images, reset_accelerate
+from .training_helpers import D_CHANNELS, _config, _write_images, reset_accelerate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -559,3 +559,21 @@ def test_an_unwritable_output_dir_is_refused_before_any_work(tmp_path, images):
             subprocess.run(["umount", str(parent)], check=True)
         else:
             parent.chmod(0o755)
+
+
+def test_a_batch_that_cannot_fit_is_refused_with_the_estimate(tmp_path, images, monkeypatch):
+    from pixelfold.models import DiscriminatorSpec, presets
+    from pixelfold.training.trainer import estimate_step_bytes
+    from pixelfold.utils import MemoryLimitError
+
+    one = estimate_step_bytes(presets.get("pixelfolder-tiny-32"),
+                              DiscriminatorSpec(resolution=32, channels=D_CHANNELS), 1)
+    eight = estimate_step_bytes(presets.get("pixelfolder-tiny-32"),
+                                DiscriminatorSpec(resolution=32, channels=D_CHANNELS), 8)
+    assert 0 < one < eight < 8 * one
+    monkeypatch.setenv("PIXELFOLD_MEMORY_LIMIT", str(1 << 20))
+    with pytest.raises(MemoryLimitError, match=r"a training step of --batch-size 4 at 32x32 "
+                                               r"needs about [\d.]+ MiB but cpu has 1.0 MiB "
+                                               r"available; use a smaller --batch-size"):
+        GANTrainer(_config(tmp_path))
+    assert not (tmp_path / "run").exists()

@@ -306,3 +306,21 @@ def test_one_line():
     assert one_line(KeyError("unknown preset 'x'")) == "unknown preset 'x'"
     assert one_line(ValueError("a\n\n b")) == "a b"
     assert one_line(ValueError()) == "ValueError"
+
+
+def test_from_pretrained_finds_a_model_whose_save_was_killed_mid_swap(tmp_path):
+    from pixelfold.models import Generator
+
+    target = tmp_path / "model"
+    G = Generator.from_preset("pixelfolder-tiny-32")
+    G.save_pretrained(target)
+    code = ("import sys; from pixelfold.models import Generator\n"
+            "Generator.from_preset('pixelfolder-tiny-32').save_pretrained(sys.argv[1])\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), PIXELFOLD_NO_EXCHANGE="1",
+                                   PIXELFOLD_TEST_DIE_BETWEEN_RENAMES="1"))
+    assert proc.returncode == 9 and not target.exists()
+    loaded = Generator.from_pretrained(target)  # the old folder, put back
+    for k, v in G.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

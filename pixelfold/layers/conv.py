@@ -55,7 +55,7 @@ def conv2d(
                     or (bias is not None and bias.requires_grad))):
         return F.conv2d(x, weight, bias, stride=stride, padding=padding)
     device = x.device.type
-    if torch.is_autocast_enabled(device):
+    if device != "meta" and torch.is_autocast_enabled(device):  # meta: no autocast state
         # cast as autocast would for F.conv2d, so that the saved tensors and the backward
         # (which runs outside autocast) use that dtype too
         dtype = torch.get_autocast_dtype(device)

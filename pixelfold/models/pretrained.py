@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from ..utils.errors import CheckpointError, ConfigError
-from ..utils.files import atomic_directory
+from ..utils.files import atomic_directory, cleanup_leftovers
 from ..utils.tensors import check_finite
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedMixin", "atomic_directory"]
@@ -23,6 +23,8 @@ T = TypeVar("T", bound="PretrainedMixin")
 
 def _resolve_folder(name_or_path: str | os.PathLike, revision: str | None) -> Path:
     path = Path(name_or_path)
+    if not path.exists() and path.parent.is_dir():
+        cleanup_leftovers(path)  # a save killed mid-swap left the old folder aside: put it back
     if path.is_dir():
         return path
     if path.exists():

@@ -65,6 +65,7 @@ from ..utils.files import (
     disk_errors,
     swap_into_place,
 )
+from ..utils.memory import available_memory, check_fits
 from ..utils.tensors import non_finite, save_state
 from .checkpoint import (
     MODEL_FILES,
@@ -230,6 +231,7 @@ class GANTrainer:
         self.state = TrainerState()
         self._iter: Any = None
         self.data = self._build_data(dataset)
+        self._check_step_memory()
         self._build_optimizers()
         self.latent_gen = torch.Generator().manual_seed(
             config.seed * 1000 + 2 * accelerator.process_index + 1)
@@ -298,6 +300,22 @@ class GANTrainer:
             num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
             generator=torch.Generator().manual_seed(c.seed))
         return ds
+
+    def _check_step_memory(self) -> None:
+        """Refuse a batch whose training step cannot fit in the device's memory, with the
+        estimate, before anything big is allocated. The estimate (a step measured on the meta
+        device) runs only when the batch's images alone take a noticeable share of the
+        memory: activations are over a hundred times the images for these networks."""
+        c = self.config
+        device = self.accelerator.device
+        free = available_memory(device)
+        if free is None or 100 * c.batch_size * 3 * c.resolution ** 2 * 4 < free:
+            return
+        need = estimate_step_bytes(self.G.spec, self.D.spec, c.batch_size)
+        check_fits(need, f"a training step of --batch-size {c.batch_size} at "
+                   f"{c.resolution}x{c.resolution}", device=device,
+                   hint="use a smaller --batch-size (and --gradient-accumulation-steps to keep "
+                        "the total batch)")
 
     def _build_optimizers(self) -> None:
         self.opt_G = torch.optim.Adam(self.G.parameters(), eps=1e-8, **self._adam("G"))
@@ -886,6 +904,35 @@ class GANTrainer:
         finally:
             if bar is not None:
                 bar.close()
+
+
+def estimate_step_bytes(gspec: GeneratorSpec, dspec: DiscriminatorSpec, batch_size: int) -> int:
+    """Estimated peak memory of one float32 training step (D loss, R1, G loss) of
+    ``batch_size`` images: the weights, their gradients and Adam moments of G, D and the EMA,
+    plus the activations of a step measured on the meta device at batch 1 and 2 and
+    extrapolated linearly (allocator caches and library workspaces come on top)."""
+    from ..utils.memory import peak_forward_bytes
+
+    with torch.device("meta"):
+        G, D = Generator(gspec), Discriminator(dspec)
+    res = G.resolution
+
+    def step(batch: int) -> int:
+        def run() -> None:
+            z = torch.randn(batch, G.z_dim, device="meta")
+            real = torch.randn(batch, dspec.image_channels, *res, device="meta")
+            with torch.no_grad():
+                fake = G(z)
+            discriminator_loss(D(real), D(fake)).backward()
+            x = real.requires_grad_(True)
+            r1_penalty(x, D(x)).backward()
+            generator_loss(D(G(z))).backward()
+
+        return peak_forward_bytes(run)
+
+    one, two = step(1), step(2)
+    weights = sum(p.numel() for m in (G, D) for p in m.parameters()) * 4
+    return int(weights * 3 + weights // 2 + one + (two - one) * (batch_size - 1))
 
 
 def _check_output_dir(path: Path) -> None:
