@@ -31,3 +31,24 @@ torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // max(_workers, 1))))
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder nobody may write in: chmod for a normal user, the immutable attribute as root
+    (root ignores permissions)."""
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr: no way to make a read-only folder")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)

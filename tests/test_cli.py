@@ -416,25 +416,6 @@ def overflow_model(tmp_path, saved) -> Path:
     return folder
 
 
-@pytest.fixture
-def readonly_dir(tmp_path):
-    """A folder nobody may write in: chmod for a normal user, the immutable attribute as root
-    (root ignores permissions)."""
-    import os
-
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
-        return
-    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
-        pytest.skip("running as root without chattr: no way to make a read-only folder")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 def test_non_finite_weights_are_refused_and_nothing_is_written(capsys, tmp_path, nan_model):

@@ -199,23 +199,6 @@ def no_work(monkeypatch):
     monkeypatch.setattr(pixelfold.convert, "load_official", forbidden)
 
 
-@pytest.fixture
-def readonly_dir(tmp_path):
-    import subprocess
-
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
-        return
-    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
-        pytest.skip("running as root without chattr: no way to make a read-only folder")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 @pytest.fixture

@@ -162,6 +162,14 @@ def preprocess_image(
         image.save(buf, format="JPEG", quality=jpeg_quality)
         buf.seek(0)
         image = Image.open(buf).convert("RGB")
+    image = _resize_and_crop(image, resolution, resize_filter)
+    array = np.asarray(image, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float()
+    return tensor / 127.5 - 1.0
+
+
+def _resize_and_crop(image: Image.Image, resolution: int, resize_filter: str) -> Image.Image:
+    """The shorter side resized to ``resolution``, then the center ``resolution`` square."""
     w, h = image.size
     scale = resolution / min(w, h)
     new_size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
@@ -169,10 +177,7 @@ def preprocess_image(
         image = image.resize(new_size, RESIZE_FILTERS[resize_filter])
     w, h = image.size
     left, top = (w - resolution) // 2, (h - resolution) // 2
-    image = image.crop((left, top, left + resolution, top + resolution))
-    array = np.asarray(image, dtype=np.uint8)
-    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float()
-    return tensor / 127.5 - 1.0
+    return image.crop((left, top, left + resolution, top + resolution))
 
 
 def _preprocess_high_depth(image: Image.Image, resolution: int, resize_filter: str,
@@ -191,14 +196,7 @@ def _preprocess_high_depth(image: Image.Image, resolution: int, resize_filter: s
         eight = Image.fromarray(np.asarray(gray).round().clip(0, 255).astype(np.uint8), "L")
         return preprocess_image(eight, resolution, resize_filter=resize_filter,
                                 jpeg_quality=jpeg_quality)
-    w, h = gray.size
-    scale = resolution / min(w, h)
-    new_size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
-    if new_size != (w, h):
-        gray = gray.resize(new_size, RESIZE_FILTERS[resize_filter])
-    w, h = gray.size
-    left, top = (w - resolution) // 2, (h - resolution) // 2
-    gray = gray.crop((left, top, left + resolution, top + resolution))
+    gray = _resize_and_crop(gray, resolution, resize_filter)
     plane = torch.from_numpy(np.asarray(gray, dtype=np.float32).copy()).clamp(0, 255)
     return (plane / 127.5 - 1.0).expand(3, -1, -1).contiguous()
 
