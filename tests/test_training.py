@@ -23,7 +23,7 @@ from pixelfold.training import (
     preprocess_image,
 )
 
-from .training_helpers import D_CHANNELS, _config, _write_images  # noqa: F401
+from .training_helpers import D_CHANNELS, _config, _write_images, reset_accelerate  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -313,3 +313,44 @@ def test_streaming_dataset(tmp_path):
     trainer.train()
     assert trainer.state.step == 4
     assert (tmp_path / "run" / "generator_ema" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("augment", ["ada", "diffaugment"])
+def test_resume_is_exact_with_augmentation(tmp_path, augment):
+    """Adaptive ADA (p and r_t moving every step) and DiffAugment: stopping after 2 steps
+    and resuming to 4 gives the weights, p and r_t of an uninterrupted run."""
+    _write_images(tmp_path / "images")
+    common = dict(augment=augment, ada_interval=1, ada_kimg=0.01, checkpointing_steps=2,
+                  d_reg_interval=2, ada_target=0.2)
+    full = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "full"), max_steps=4,
+                              **common))
+    full.train()
+    reset_accelerate()
+    GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=2,
+                       **common)).train()
+    reset_accelerate()
+    second = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=4,
+                                resume_from_checkpoint="latest", **common))
+    second.train()
+    for want, have in ((full.G, second.G), (full.D, second.D),
+                       (full.ema.module, second.ema.module)):
+        for (k, a), b in zip(_tree(want).items(), _tree(have).values(), strict=True):
+            assert torch.equal(a, b), k
+    if augment == "ada":
+        assert full.augment.controller.p > 0  # it moved
+        assert second.augment.controller.state_dict() == full.augment.controller.state_dict()
+        state = json.loads((tmp_path / "split" / "trainer_state.json").read_text())
+        assert state["augment"]["augment/p"] == full.augment.controller.p
+        saved = json.loads((tmp_path / "split" / "checkpoints" / "checkpoint-4" /
+                            "checkpoint.json").read_text())["trainer_state"]["augment"]
+        assert saved["p"] == full.augment.controller.p and saved["adjustments"] == 4
+
+
+def test_auto_gamma_and_ema_follow_resolution_and_batch(tmp_path):
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, r1_gamma="auto", ema_kimg="auto", batch_size=4,
+                                 gradient_accumulation_steps=2))
+    assert trainer.r1_gamma == pytest.approx(0.0002 * 32 ** 2 / 8)
+    assert trainer.ema_kimg == pytest.approx(8 * 10 / 32)
+    cfg = parse_args(["--r1-gamma", "auto", "--ema-kimg", "auto", "--augment", "ada"])
+    assert (cfg.r1_gamma, cfg.ema_kimg, cfg.augment) == ("auto", "auto", "ada")

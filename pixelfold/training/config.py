@@ -19,7 +19,8 @@ RESUME_ADJUSTABLE = frozenset({
     "pl_weight", "style_mixing_prob", "ema_kimg", "ema_rampup", "hflip", "resize_filter",
     "jpeg_quality", "mixed_precision", "cudnn_benchmark", "checkpointing_steps",
     "checkpoints_total_limit", "sample_every", "num_samples", "log_every", "num_workers",
-    "report_to", "progress_bar",
+    "report_to", "progress_bar", "augment", "augment_p", "ada_target", "ada_kimg",
+    "ada_interval", "diffaugment_policy",
 })
 """Settings a resumed run may change: its value is used from then on (learning rate and betas
 are applied to the restored optimizers) and the change is recorded in ``trainer_state.json``.
@@ -52,15 +53,27 @@ class TrainConfig:
         kimg: thousands of real images to show the discriminator.
         lr: Adam learning rate of both networks (before the lazy-regularization correction).
         betas: Adam betas.
-        r1_gamma: R1 weight.
+        r1_gamma: R1 weight, or ``"auto"``: NVlabs' heuristic ``0.0002 * resolution² /
+            total batch`` (StyleGAN2-ADA's ``--gamma`` default; 0.0064 at 32x32 with 32
+            images per step, 8.2 at 256x256 with 8).
         d_reg_interval: lazy R1 interval (D steps).
         g_reg_interval: G's lazy interval used for its Adam correction (the authors' code
             corrects G's Adam for an interval of 4 even without a G regularizer).
         pl_weight: path-length regularization weight (0: off, the authors' setting).
         style_mixing_prob: style-mixing probability (0: off, the authors' setting).
-        ema_kimg: EMA half-life in thousands of images.
+        ema_kimg: EMA half-life in thousands of images, or ``"auto"``: ``total batch * 10 /
+            32`` (StyleGAN2-ADA's default: 10 kimg at 32 images per step).
         ema_rampup: EMA ramp-up (NVlabs; ``None``: off).
-        hflip: random horizontal flips.
+        hflip: random horizontal flips of the real images.
+        augment: augmentation of every image the discriminator sees (reals, fakes, the reals
+            of R1): ``"none"``, ``"ada"`` (StyleGAN2-ADA's ``bgc`` pipeline; adaptive unless
+            ``augment_p`` is set) or ``"diffaugment"`` (color, translation, cutout). See
+            [`build_augment`][pixelfold.training.augment.build_augment].
+        augment_p: a fixed ADA strength in ``[0, 1]`` instead of the adaptive one.
+        ada_target: adaptive ADA's target for ``r_t = E[sign(D(real))]``, in ``(0, 1)``.
+        ada_kimg: adaptive ADA: thousands of images for ``p`` to go from 0 to 1.
+        ada_interval: adaptive ADA: steps between adjustments of ``p``.
+        diffaugment_policy: DiffAugment's comma-separated policy.
         resize_filter: resize filter for the data.
         jpeg_quality: re-encode training images as JPEG at this quality first (authors: 85).
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"``.
@@ -97,14 +110,20 @@ class TrainConfig:
     kimg: float | None = None
     lr: float = 0.002
     betas: tuple[float, float] = (0.0, 0.99)
-    r1_gamma: float = 10.0
+    r1_gamma: float | str = 10.0
     d_reg_interval: int = 16
     g_reg_interval: int = 4
     pl_weight: float = 0.0
     style_mixing_prob: float = 0.0
-    ema_kimg: float = 10.0
+    ema_kimg: float | str = 10.0
     ema_rampup: float | None = None
     hflip: bool = True
+    augment: str = "none"
+    augment_p: float | None = None
+    ada_target: float = 0.6
+    ada_kimg: float = 500.0
+    ada_interval: int = 4
+    diffaugment_policy: str = "color,translation,cutout"
     resize_filter: str = "box"
     jpeg_quality: int | None = None
     mixed_precision: str = "no"
@@ -128,9 +147,11 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
         for name in ("kimg", "lr", "r1_gamma", "pl_weight", "style_mixing_prob", "ema_kimg",
-                     "ema_rampup"):
+                     "ema_rampup", "augment_p", "ada_target", "ada_kimg"):
             value = getattr(self, name)
-            if value is None and name in ("kimg", "ema_rampup"):
+            if value is None and name in ("kimg", "ema_rampup", "augment_p"):
+                continue
+            if value == "auto" and name in ("r1_gamma", "ema_kimg"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value):
@@ -157,8 +178,16 @@ class TrainConfig:
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
         for name in ("r1_gamma", "pl_weight", "ema_kimg"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) != "auto" and getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        positive("ada_interval")
+        if self.ada_kimg <= 0:
+            raise ConfigError(f"ada_kimg must be positive, got {self.ada_kimg!r}")
+        from .augment import build_augment
+
+        build_augment(self.augment, p=self.augment_p, target=self.ada_target,
+                      ada_kimg=self.ada_kimg, interval=self.ada_interval, batch_total=1,
+                      policy=self.diffaugment_policy)  # the checks, with their messages
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
                 or self.num_workers < 0:
             raise ConfigError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
@@ -186,6 +215,18 @@ class TrainConfig:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.d_channels is not None:
             self.d_channels = {int(k): int(v) for k, v in self.d_channels.items()}
+
+    def resolved_r1_gamma(self, batch_total: int) -> float:
+        """``r1_gamma``, with ``"auto"`` resolved for ``batch_total`` images per step."""
+        if self.r1_gamma == "auto":
+            return 0.0002 * self.resolution ** 2 / batch_total
+        return float(self.r1_gamma)
+
+    def resolved_ema_kimg(self, batch_total: int) -> float:
+        """``ema_kimg``, with ``"auto"`` resolved for ``batch_total`` images per step."""
+        if self.ema_kimg == "auto":
+            return batch_total * 10 / 32
+        return float(self.ema_kimg)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable form."""
@@ -216,6 +257,15 @@ def _optional_int(text: str) -> int | None:
 
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "") else float(text)
+
+
+def _float_or_auto(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 def _betas(text: str) -> tuple[float, float]:
@@ -256,16 +306,31 @@ def build_arg_parser(defaults: TrainConfig | None = None,
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--betas", type=_betas, default=d.betas, metavar="B1,B2",
                    help="Adam betas, e.g. 0,0.99")
-    p.add_argument("--r1-gamma", type=float, default=d.r1_gamma)
+    p.add_argument("--r1-gamma", type=_float_or_auto, default=d.r1_gamma,
+                   help="R1 weight, or 'auto': 0.0002 * resolution^2 / total batch (NVlabs)")
     p.add_argument("--d-reg-interval", type=int, default=d.d_reg_interval)
     p.add_argument("--g-reg-interval", type=int, default=d.g_reg_interval,
                    help="G's lazy interval for its Adam correction")
     p.add_argument("--pl-weight", type=float, default=d.pl_weight)
     p.add_argument("--style-mixing-prob", type=float, default=d.style_mixing_prob)
-    p.add_argument("--ema-kimg", type=float, default=d.ema_kimg)
+    p.add_argument("--ema-kimg", type=_float_or_auto, default=d.ema_kimg,
+                   help="EMA half-life in kimg, or 'auto': total batch * 10 / 32 (NVlabs)")
     p.add_argument("--ema-rampup", type=_optional_float, default=d.ema_rampup,
                    help="EMA ramp-up ratio (NVlabs), 'none' for off")
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=d.hflip)
+    p.add_argument("--augment", default=d.augment, choices=["none", "ada", "diffaugment"],
+                   help="augmentation of every image D sees: ADA (adaptive unless --augment-p) "
+                        "or DiffAugment")
+    p.add_argument("--augment-p", type=_optional_float, default=d.augment_p,
+                   help="a fixed ADA strength in [0, 1] ('none': adaptive)")
+    p.add_argument("--ada-target", type=float, default=d.ada_target,
+                   help="adaptive ADA's target for r_t = E[sign(D(real))]")
+    p.add_argument("--ada-kimg", type=float, default=d.ada_kimg,
+                   help="adaptive ADA: kimg for p to go from 0 to 1")
+    p.add_argument("--ada-interval", type=int, default=d.ada_interval,
+                   help="adaptive ADA: steps between adjustments of p")
+    p.add_argument("--diffaugment-policy", default=d.diffaugment_policy,
+                   help="DiffAugment's policy: color, translation, cutout, comma-separated")
     p.add_argument("--resize-filter", default=d.resize_filter,
                    choices=["box", "bilinear", "bicubic", "lanczos", "nearest"])
     p.add_argument("--jpeg-quality", type=_optional_int, default=d.jpeg_quality)

@@ -67,6 +67,7 @@ from ..utils.files import (
 )
 from ..utils.memory import available_memory, check_fits
 from ..utils.tensors import non_finite, save_state
+from .augment import build_augment
 from .checkpoint import (
     MODEL_FILES,
     OPTIMIZERS_FILE,
@@ -119,12 +120,14 @@ class TrainerState:
     pl_mean: float = 0.0
     last_losses: dict[str, float] = field(default_factory=dict)
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    augment: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serializable copy."""
         return {"step": self.step, "nimg": self.nimg, "epoch": self.epoch,
                 "batches_in_epoch": self.batches_in_epoch, "pl_mean": self.pl_mean,
-                "last_losses": dict(self.last_losses), "resumes": list(self.resumes)}
+                "last_losses": dict(self.last_losses), "resumes": list(self.resumes),
+                "augment": dict(self.augment)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from [`state_dict`][pixelfold.training.trainer.TrainerState.state_dict]."""
@@ -233,6 +236,12 @@ class GANTrainer:
         self.data = self._build_data(dataset)
         self._check_step_memory()
         self._build_optimizers()
+        self.r1_gamma = config.resolved_r1_gamma(self.batch_total)
+        self.ema_kimg = config.resolved_ema_kimg(self.batch_total)
+        self.augment = build_augment(
+            config.augment, p=config.augment_p, target=config.ada_target,
+            ada_kimg=config.ada_kimg, interval=config.ada_interval,
+            batch_total=self.batch_total, policy=config.diffaugment_policy)
         self.latent_gen = torch.Generator().manual_seed(
             config.seed * 1000 + 2 * accelerator.process_index + 1)
         self.aug_gen = torch.Generator().manual_seed(
@@ -383,6 +392,13 @@ class GANTrainer:
                             self.latent_gen, update_w_avg)
 
     # ---------------------------------------------------------------- one step
+    def _discriminate(self, images: torch.Tensor) -> torch.Tensor:
+        """D's logits of ``images`` after the augmentation (every image D sees goes through
+        it: reals, fakes, the reals of R1); the draws come from the augmentation generator."""
+        if self.augment.active:
+            images = self.augment.module(images, self.aug_gen)
+        return self.D_ddp(images)
+
     def _micro_batches(self, model: nn.Module):
         n = self.config.gradient_accumulation_steps
         for i in range(n):
@@ -409,24 +425,27 @@ class GANTrainer:
                 with torch.no_grad(), acc.autocast():
                     fake, _ = self._forward_G(real.shape[0], update_w_avg=True)
                 with acc.autocast():
-                    loss = discriminator_loss(D(real), D(fake.detach())) / n
+                    real_logits = self._discriminate(real)
+                    loss = discriminator_loss(real_logits, self._discriminate(fake.detach())) / n
                 self._check(loss, "D loss")
                 acc.backward(loss)
+            if self.augment.controller is not None:
+                self.augment.controller.observe(real_logits.detach())
             d_total += float(loss.detach())
         self.opt_D.step()
         losses["loss/D"] = d_total
 
         # --- D: lazy R1
-        if c.r1_gamma > 0 and step % c.d_reg_interval == 0:
+        if self.r1_gamma > 0 and step % c.d_reg_interval == 0:
             self.opt_D.zero_grad(set_to_none=True)
             r1_total = 0.0
             for i, ctx in self._micro_batches(D):
                 real = reals[i].detach().requires_grad_(True)
                 with ctx:
-                    with acc.autocast():
-                        logits = D(real)
+                    with acc.autocast():  # the gradient with respect to the un-augmented reals
+                        logits = self._discriminate(real)
                     penalty = r1_penalty(real, logits)
-                    loss = lazy_r1_loss(penalty, c.r1_gamma, c.d_reg_interval) / n
+                    loss = lazy_r1_loss(penalty, self.r1_gamma, c.d_reg_interval) / n
                     # keeps every D parameter in the graph for DDP
                     loss = loss + 0.0 * logits.float().sum()
                     self._check(loss, "R1 penalty")
@@ -442,7 +461,7 @@ class GANTrainer:
             with ctx:
                 with acc.autocast():
                     fake, _ = self._forward_G(c.batch_size)
-                    loss = generator_loss(D(fake)) / n
+                    loss = generator_loss(self._discriminate(fake)) / n
                 self._check(loss, "G loss")
                 acc.backward(loss)
             g_total += float(loss.detach())
@@ -466,8 +485,15 @@ class GANTrainer:
 
         # --- EMA
         self.state.nimg += self.batch_total
-        beta = ema_beta(self.batch_total, c.ema_kimg, c.ema_rampup, self.state.nimg)
+        beta = ema_beta(self.batch_total, self.ema_kimg, c.ema_rampup, self.state.nimg)
         self.ema.update(self.G, beta)
+
+        # --- adaptive augmentation: p follows r_t = E[sign(D(real))] over all processes
+        controller = self.augment.controller
+        if controller is not None:
+            reduce = None if acc.num_processes == 1 else \
+                (lambda t: acc.reduce(t, reduction="sum"))
+            self.augment.step(reduce)
         self.state.step += 1
         self.state.last_losses = losses
         return losses
@@ -510,6 +536,8 @@ class GANTrainer:
         acc = self.accelerator
         step = self.state.step
         self.check_finite()
+        if self.augment.controller is not None:  # read here: it synchronizes with the device
+            self.state.augment = self.augment.controller.state_dict()
         final = self.checkpoint_dir / f"checkpoint-{step}"
         tmp = self.checkpoint_dir / f".checkpoint-{step}.tmp"
         if acc.is_main_process:
@@ -574,6 +602,8 @@ class GANTrainer:
             "epoch": self.state.epoch, "total_steps": self.total_steps,
             "batch_total": self.batch_total, "losses": self.state.last_losses,
             "skipped_images": self.data.skipped, "resumes": self.state.resumes,
+            "r1_gamma": self.r1_gamma, "ema_kimg": self.ema_kimg, **(
+                {"augment": self._augment_logs()} if self.augment.kind == "ada" else {}),
         }
         atomic_write_text(self.output_dir / "trainer_state.json",
                           json.dumps(data, indent=2) + "\n")
@@ -765,6 +795,10 @@ class GANTrainer:
         if scaler is not None and optimizers.get("scaler") is not None:
             scaler.load_state_dict(optimizers["scaler"])
         self.state.load_state_dict(ckpt.trainer_state)
+        controller = self.augment.controller
+        if controller is not None and self.state.augment:
+            controller.load_state_dict(self.state.augment)
+            self.augment.module.p = controller.p
         rng = ckpt.rng(self.accelerator.process_index)
         if rng is None:
             raise CheckpointError(f"{path} has no RNG state for process "
@@ -819,6 +853,16 @@ class GANTrainer:
         return adjustable
 
     # ---------------------------------------------------------------- the loop
+    def _augment_logs(self) -> dict[str, float]:
+        """``augment/p`` (and ``augment/rt`` once measured) of an ADA run."""
+        if self.augment.kind != "ada":
+            return {}
+        logs = {"augment/p": float(self.augment.module.p)}
+        controller = self.augment.controller
+        if controller is not None and controller.rt is not None:
+            logs["augment/rt"] = float(controller.rt)
+        return logs
+
     def _stop_requested(self, stop: _StopRequest) -> bool:
         acc = self.accelerator
         if acc.num_processes == 1:
@@ -876,12 +920,14 @@ class GANTrainer:
                     rate = (self.state.nimg - n0) / max(time.perf_counter() - t0, 1e-9)
                     bar.update(1)
                     bar.set_postfix(kimg=f"{self.state.nimg / 1000:.1f}", img_s=f"{rate:.1f}",
-                                    **{k.split("/")[1]: f"{v:.3f}" for k, v in losses.items()})
+                                    **{k.split("/")[1]: f"{v:.3f}" for k, v in
+                                       {**losses, **self._augment_logs()}.items()})
                 if step % c.log_every == 0 or step == total:
                     logs = dict(losses)
                     logs["kimg"] = self.state.nimg / 1000
                     logs["lr/G"] = self.opt_G.param_groups[0]["lr"]
                     logs["lr/D"] = self.opt_D.param_groups[0]["lr"]
+                    logs.update(self._augment_logs())
                     if c.report_to != "none":
                         acc.log(logs, step=step)
                 sample = step % c.sample_every == 0 or step == total
