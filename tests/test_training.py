@@ -354,3 +354,73 @@ def test_auto_gamma_and_ema_follow_resolution_and_batch(tmp_path):
     assert trainer.ema_kimg == pytest.approx(8 * 10 / 32)
     cfg = parse_args(["--r1-gamma", "auto", "--ema-kimg", "auto", "--augment", "ada"])
     assert (cfg.r1_gamma, cfg.ema_kimg, cfg.augment) == ("auto", "auto", "ada")
+
+
+from .test_metrics import inception_file  # noqa: E402,F401  (a random Inception, offline)
+
+
+def test_metrics_during_training_are_real_metrics(tmp_path, inception_file,  # noqa: F811
+                                                  monkeypatch):
+    """One real evaluation (at the end of the run) through pixelfold.metrics."""
+    monkeypatch.setenv("PIXELFOLD_CACHE", str(tmp_path / "cache"))
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, max_steps=2, metrics="fid,kid", metrics_num_gen=10,
+                                 metrics_num_real=10, inception_weights=inception_file))
+    trainer.train()
+    run = tmp_path / "run"
+    from pixelfold.training.evaluation import read_metrics_log
+
+    (row,) = read_metrics_log(run / "metrics.jsonl")
+    assert row["step"] == 2 and set(row["metrics"]) == {"fid", "kid", "kid_std"}
+    assert row["protocol"]["fidelity"]["num_generated"] == 10
+    assert json.loads((run / "trainer_state.json").read_text())["best"]["value"] == \
+        row["metrics"]["fid"]
+    Generator.from_pretrained(run / "generator_ema-best")
+    assert list((tmp_path / "cache" / "metrics").iterdir())  # the real features, cached
+
+
+def test_metrics_interval_log_and_best_generator(tmp_path, monkeypatch, caplog):
+    """The schedule, the log and the best generator, with a stand-in for the metrics."""
+    from pixelfold.metrics import MetricsReport
+    from pixelfold.training.evaluation import TrainingMetrics, read_metrics_log
+
+    fids = iter([5.0, 3.0, 4.0])
+    monkeypatch.setattr(TrainingMetrics, "check_weights", lambda self: None)
+    monkeypatch.setattr(TrainingMetrics, "evaluate", lambda self, G, device: MetricsReport(
+        fid=next(fids), protocol={"fidelity": {"num_generated": 7}}))
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, max_steps=5, checkpointing_steps=5, metrics="fid",
+                                 metrics_every_kimg=0.008))
+    trainer.train()
+    run = tmp_path / "run"
+    rows = read_metrics_log(run / "metrics.jsonl")
+    assert [(r["step"], r["metrics"]["fid"]) for r in rows] == [(2, 5.0), (4, 3.0), (5, 4.0)]
+    assert trainer.state.best == {"metric": "fid", "value": 3.0, "step": 4, "kimg": 0.016}
+    assert json.loads((run / "generator_ema-best" / "best.json").read_text())["step"] == 4
+    saved = json.loads((run / "checkpoints" / "checkpoint-5" / "checkpoint.json").read_text())
+    assert saved["trainer_state"]["best"]["value"] == 3.0
+    with caplog.at_level("WARNING"):
+        reset_accelerate()
+        GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "other"), max_steps=2,
+                           metrics="fid", metrics_every_kimg=100))
+    assert any("longer than the run" in r.message for r in caplog.records)
+
+
+def test_metrics_fail_before_training_without_weights(tmp_path, monkeypatch):
+    import torch.hub
+
+    from pixelfold.metrics import MissingWeightsError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("PIXELFOLD_INCEPTION_WEIGHTS", raising=False)
+    _write_images(tmp_path / "images")
+    with pytest.raises(MissingWeightsError, match=r"--inception-weights"):
+        GANTrainer(_config(tmp_path, metrics="fid"))
+    assert not (tmp_path / "run").exists()
+    from pixelfold.utils import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--metrics fid,bogus: unknown metric\(s\) bogus"):
+        _config(tmp_path, metrics="fid,bogus")
+    with pytest.raises(ConfigError, match=r"--best-metric 'precision' is not computed by "
+                                          r"--metrics fid"):
+        _config(tmp_path, metrics="fid", best_metric="precision")

@@ -20,7 +20,9 @@ RESUME_ADJUSTABLE = frozenset({
     "jpeg_quality", "mixed_precision", "cudnn_benchmark", "checkpointing_steps",
     "checkpoints_total_limit", "sample_every", "num_samples", "log_every", "num_workers",
     "report_to", "progress_bar", "augment", "augment_p", "ada_target", "ada_kimg",
-    "ada_interval", "diffaugment_policy",
+    "ada_interval", "diffaugment_policy", "metrics", "metrics_every_kimg", "metrics_num_gen",
+    "metrics_num_real", "best_metric", "inception_weights", "vgg16_weights", "lpips_weights",
+    "dinov2_weights",
 })
 """Settings a resumed run may change: its value is used from then on (learning rate and betas
 are applied to the restored optimizers) and the change is recorded in ``trainer_state.json``.
@@ -74,6 +76,20 @@ class TrainConfig:
         ada_kimg: adaptive ADA: thousands of images for ``p`` to go from 0 to 1.
         ada_interval: adaptive ADA: steps between adjustments of ``p``.
         diffaugment_policy: DiffAugment's comma-separated policy.
+        metrics: metrics of the EMA generator during training, comma-separated from
+            [`TRAIN_METRICS`][pixelfold.training.evaluation.TRAIN_METRICS] (``"fid,kid"``;
+            ``None``: none). See [`TrainingMetrics`][pixelfold.training.evaluation.TrainingMetrics].
+        metrics_every_kimg: evaluate every this many thousand images (``None``: with every
+            checkpoint); always at the end of the run.
+        metrics_num_gen: generated images per evaluation.
+        metrics_num_real: real images at most.
+        best_metric: the value that picks ``generator_ema-best/`` (default: the first
+            metric's, e.g. ``"fid"``).
+        inception_weights: local Inception-v3 weights file for FID/KID/IS (else
+            ``PIXELFOLD_INCEPTION_WEIGHTS``, the caches, a download).
+        vgg16_weights: local VGG16 weights file for precision/recall and PPL.
+        lpips_weights: local LPIPS weights file for PPL.
+        dinov2_weights: local DINOv2 weights file for FD-DINOv2.
         resize_filter: resize filter for the data.
         jpeg_quality: re-encode training images as JPEG at this quality first (authors: 85).
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"``.
@@ -124,6 +140,15 @@ class TrainConfig:
     ada_kimg: float = 500.0
     ada_interval: int = 4
     diffaugment_policy: str = "color,translation,cutout"
+    metrics: str | None = None
+    metrics_every_kimg: float | None = None
+    metrics_num_gen: int = 10_000
+    metrics_num_real: int = 50_000
+    best_metric: str | None = None
+    inception_weights: str | None = None
+    vgg16_weights: str | None = None
+    lpips_weights: str | None = None
+    dinov2_weights: str | None = None
     resize_filter: str = "box"
     jpeg_quality: int | None = None
     mixed_precision: str = "no"
@@ -147,9 +172,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
         for name in ("kimg", "lr", "r1_gamma", "pl_weight", "style_mixing_prob", "ema_kimg",
-                     "ema_rampup", "augment_p", "ada_target", "ada_kimg"):
+                     "ema_rampup", "augment_p", "ada_target", "ada_kimg", "metrics_every_kimg"):
             value = getattr(self, name)
-            if value is None and name in ("kimg", "ema_rampup", "augment_p"):
+            if value is None and name in ("kimg", "ema_rampup", "augment_p",
+                                          "metrics_every_kimg"):
                 continue
             if value == "auto" and name in ("r1_gamma", "ema_kimg"):
                 continue
@@ -181,6 +207,21 @@ class TrainConfig:
             if getattr(self, name) != "auto" and getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         positive("ada_interval")
+        positive("metrics_num_gen")
+        positive("metrics_num_real")
+        if self.metrics_every_kimg is not None and self.metrics_every_kimg <= 0:
+            raise ConfigError(f"metrics_every_kimg must be positive, got "
+                              f"{self.metrics_every_kimg!r}")
+        if self.metrics:
+            from .evaluation import TrainingMetrics
+
+            TrainingMetrics(metrics=self.metrics, real=None,
+                            best_metric=self.best_metric)  # the checks, with their messages
+            if self.streaming:
+                raise ConfigError("--metrics needs a map-style dataset; they do not run on "
+                                  "--streaming data")
+        elif self.best_metric is not None:
+            raise ConfigError(f"--best-metric {self.best_metric} needs --metrics")
         if self.ada_kimg <= 0:
             raise ConfigError(f"ada_kimg must be positive, got {self.ada_kimg!r}")
         from .augment import build_augment
@@ -329,6 +370,22 @@ def build_arg_parser(defaults: TrainConfig | None = None,
                    help="adaptive ADA: kimg for p to go from 0 to 1")
     p.add_argument("--ada-interval", type=int, default=d.ada_interval,
                    help="adaptive ADA: steps between adjustments of p")
+    p.add_argument("--metrics", default=d.metrics, metavar="LIST",
+                   help="metrics of the EMA generator during training, e.g. fid,kid "
+                        "(fid, kid, pr, is, ppl, fd-dinov2)")
+    p.add_argument("--metrics-every-kimg", type=_optional_float, default=d.metrics_every_kimg,
+                   help="evaluate every N kimg ('none': with every checkpoint); always at the "
+                        "end")
+    p.add_argument("--metrics-num-gen", type=int, default=d.metrics_num_gen,
+                   help="generated images per evaluation")
+    p.add_argument("--metrics-num-real", type=int, default=d.metrics_num_real,
+                   help="real images at most")
+    p.add_argument("--best-metric", default=d.best_metric,
+                   help="the value that picks generator_ema-best/ (default: the first metric's)")
+    for name in ("inception", "vgg16", "lpips", "dinov2"):
+        p.add_argument(f"--{name}-weights", default=getattr(d, f"{name}_weights"),
+                       metavar="PATH", help=f"local {name} weights file for the metrics "
+                                            f"(offline use)")
     p.add_argument("--diffaugment-policy", default=d.diffaugment_policy,
                    help="DiffAugment's policy: color, translation, cutout, comma-separated")
     p.add_argument("--resize-filter", default=d.resize_filter,

@@ -81,6 +81,7 @@ from .checkpoint import (
 )
 from .config import RESUME_ADJUSTABLE, TrainConfig
 from .data import ImageDataset, IterableImageDataset, digits_dataset, load_image_dataset
+from .evaluation import TrainingMetrics, steps_between
 from .losses import (
     EMA,
     discriminator_loss,
@@ -98,8 +99,8 @@ __all__ = ["GANTrainer", "NonFiniteLossError", "TrainerState", "list_checkpoints
 
 logger = logging.getLogger(__name__)
 
-RUN_FILES = ("checkpoints", "generator_ema", "samples", "logs", "trainer_state.json",
-             "train_config.json")
+RUN_FILES = ("checkpoints", "generator_ema", "generator_ema-best", "samples", "logs",
+             "trainer_state.json", "train_config.json", "metrics.jsonl")
 """What a run writes in its output folder (and ``overwrite`` removes)."""
 
 
@@ -121,13 +122,14 @@ class TrainerState:
     last_losses: dict[str, float] = field(default_factory=dict)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     augment: dict[str, Any] = field(default_factory=dict)
+    best: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serializable copy."""
         return {"step": self.step, "nimg": self.nimg, "epoch": self.epoch,
                 "batches_in_epoch": self.batches_in_epoch, "pl_mean": self.pl_mean,
                 "last_losses": dict(self.last_losses), "resumes": list(self.resumes),
-                "augment": dict(self.augment)}
+                "augment": dict(self.augment), "best": dict(self.best)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from [`state_dict`][pixelfold.training.trainer.TrainerState.state_dict]."""
@@ -242,6 +244,7 @@ class GANTrainer:
             config.augment, p=config.augment_p, target=config.ada_target,
             ada_kimg=config.ada_kimg, interval=config.ada_interval,
             batch_total=self.batch_total, policy=config.diffaugment_policy)
+        self.evaluator = self._build_evaluator(dataset)
         self.latent_gen = torch.Generator().manual_seed(
             config.seed * 1000 + 2 * accelerator.process_index + 1)
         self.aug_gen = torch.Generator().manual_seed(
@@ -309,6 +312,28 @@ class GANTrainer:
             num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
             generator=torch.Generator().manual_seed(c.seed))
         return ds
+
+    def _build_evaluator(self, dataset: Any) -> TrainingMetrics | None:
+        """The metrics of the run, with their weights found now (a run that could not
+        evaluate fails before training)."""
+        c = self.config
+        if not c.metrics:
+            return None
+        evaluator = TrainingMetrics(
+            metrics=c.metrics, real=dataset if dataset is not None else c.dataset,
+            best_metric=c.best_metric, num_gen=c.metrics_num_gen, num_real=c.metrics_num_real,
+            batch_size=max(c.batch_size, 16), seed=c.seed, resize_filter=c.resize_filter,
+            weights={"inception_weights": c.inception_weights,
+                     "vgg16_weights": c.vgg16_weights, "lpips_weights": c.lpips_weights,
+                     "dinov2_weights": c.dinov2_weights})
+        evaluator.check_weights()
+        self.eval_steps = steps_between(c.metrics_every_kimg, c.checkpointing_steps,
+                                        self.batch_total)
+        if c.metrics_every_kimg is not None and self.eval_steps > self.total_steps:
+            logger.warning("--metrics-every-kimg %g is longer than the run (%.3g kimg): the "
+                           "metrics are computed at its end only", c.metrics_every_kimg,
+                           self.total_steps * self.batch_total / 1000)
+        return evaluator
 
     def _check_step_memory(self) -> None:
         """Refuse a batch whose training step cannot fit in the device's memory, with the
@@ -591,6 +616,35 @@ class GANTrainer:
                            ("discriminator_config.json", self.D.spec.to_dict())):
             (folder / name).write_text(json.dumps(data, indent=2) + "\n")
 
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any] | None:
+        """Compute the run's metrics on the EMA generator (main process; the others wait),
+        append them to ``metrics.jsonl``, log them, and keep ``generator_ema-best/`` when the
+        best metric improved. Returns the row written (``None`` on other processes)."""
+        acc = self.accelerator
+        row = None
+        if acc.is_main_process and self.evaluator is not None:
+            started = time.perf_counter()
+            G = self.ema.module
+            report = self.evaluator.evaluate(G, acc.device)
+            row = self.evaluator.append(self.output_dir / "metrics.jsonl", step=self.state.step,
+                                        kimg=self.state.nimg / 1000, report=report,
+                                        seconds=time.perf_counter() - started)
+            if self.config.report_to != "none":
+                acc.log({f"metrics/{k}": v for k, v in row["metrics"].items()},
+                        step=self.state.step)
+            name = self.evaluator.best_metric
+            value = row["metrics"][name]
+            if self.evaluator.is_better(value, self.state.best.get("value")):
+                self.state.best = {"metric": name, "value": value, "step": self.state.step,
+                                   "kimg": row["kimg"]}
+                folder = G.save_pretrained(self.output_dir / "generator_ema-best")
+                atomic_write_text(folder / "best.json", json.dumps(self.state.best) + "\n")
+            logger.info("step %d: %s", self.state.step, ", ".join(
+                f"{k} {v:.4g}" for k, v in row["metrics"].items()))
+        acc.wait_for_everyone()
+        return row
+
     def save_generator(self) -> Path:
         """``generator_ema/`` via ``save_pretrained`` (main process)."""
         return self.ema.module.save_pretrained(self.output_dir / "generator_ema")
@@ -604,6 +658,7 @@ class GANTrainer:
             "skipped_images": self.data.skipped, "resumes": self.state.resumes,
             "r1_gamma": self.r1_gamma, "ema_kimg": self.ema_kimg, **(
                 {"augment": self._augment_logs()} if self.augment.kind == "ada" else {}),
+            **({"best": self.state.best} if self.state.best else {}),
         }
         atomic_write_text(self.output_dir / "trainer_state.json",
                           json.dumps(data, indent=2) + "\n")
@@ -678,8 +733,9 @@ class GANTrainer:
 
     def _recover_leftovers(self) -> None:
         out = self.output_dir
-        cleanup_leftovers(out / "generator_ema", force=True)
-        for name in ("trainer_state.json", "train_config.json"):
+        for folder in ("generator_ema", "generator_ema-best"):
+            cleanup_leftovers(out / folder, force=True)
+        for name in ("trainer_state.json", "train_config.json", "metrics.jsonl"):
             for leftover in out.glob(f".{name}.tmp-*"):
                 leftover.unlink(missing_ok=True)
         if self.checkpoint_dir.is_dir():
@@ -795,6 +851,7 @@ class GANTrainer:
         if scaler is not None and optimizers.get("scaler") is not None:
             scaler.load_state_dict(optimizers["scaler"])
         self.state.load_state_dict(ckpt.trainer_state)
+        self._adopt_best_on_disk()
         controller = self.augment.controller
         if controller is not None and self.state.augment:
             controller.load_state_dict(self.state.augment)
@@ -813,6 +870,23 @@ class GANTrainer:
                 f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
         logger.info("resumed from %s at step %d", path, self.state.step)
         return True
+
+    def _adopt_best_on_disk(self) -> None:
+        """``generator_ema-best/`` may come from after the checkpoint (a run that went on and
+        was killed): keep comparing against it, so a better generator is never replaced by a
+        worse one."""
+        path = self.output_dir / "generator_ema-best" / "best.json"
+        if self.evaluator is None or not path.is_file():
+            return
+        try:
+            best = json.loads(path.read_text())
+            value = float(best["value"])
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.warning("ignoring %s: not a best.json pixelfold wrote", path)
+            return
+        if best.get("metric") == self.evaluator.best_metric and self.evaluator.is_better(
+                value, self.state.best.get("value")):
+            self.state.best = best
 
     def _compare_settings(self, ckpt: Checkpoint) -> dict[str, list[Any]]:
         """Refuse changed fixed settings (one error naming each); return the changed
@@ -932,10 +1006,14 @@ class GANTrainer:
                         acc.log(logs, step=step)
                 sample = step % c.sample_every == 0 or step == total
                 checkpoint = step % c.checkpointing_steps == 0 or step == total
-                if sample or checkpoint:
+                evaluate = self.evaluator is not None and (step % self.eval_steps == 0
+                                                           or step == total)
+                if sample or checkpoint or evaluate:
                     self.check_finite()  # before anything of this step is written
                 if sample:
                     self.save_samples()
+                if evaluate:  # before the checkpoint, which then keeps the best so far
+                    self.evaluate()
                 if checkpoint:
                     self.save_checkpoint()
                 if self._stop_requested(stop):
