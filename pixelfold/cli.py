@@ -651,6 +651,42 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# plot-metrics
+
+PLOT_METRICS_DESCRIPTION = """\
+Draw the metrics a training run computed (--metrics during training: metrics.jsonl in its
+folder) against kimg, one panel per metric, and ADA's p and r_t for ADA runs; the best value of
+the run's best metric is marked. Writes RUN_DIR/metrics.png unless --out is given. Needs
+matplotlib (the docs extra)."""
+
+
+@command("plot-metrics")
+def _build_plot_metrics(sub: Any) -> None:
+    p = sub.add_parser("plot-metrics", help="a training run's metrics against kimg (PNG)",
+                       description=PLOT_METRICS_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run's output folder (or metrics.jsonl)")
+    p.add_argument("--out", default=None, metavar="PATH",
+                   help="the .png to write (default: RUN_DIR/metrics.png)")
+    p.add_argument("--metrics", default=None, metavar="LIST",
+                   help="values to draw, comma-separated (default: every metric of the log)")
+    p.set_defaults(func=_cmd_plot_metrics)
+
+
+def _cmd_plot_metrics(args: argparse.Namespace) -> int:
+    from .tools.plots import plot_metrics
+
+    out = _output_file(args.out, [".png"]) if args.out is not None else None
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    try:
+        path = plot_metrics(args.run_dir, out, metrics=names)
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # entry point
 
 EPILOG = """\

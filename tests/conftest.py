@@ -10,6 +10,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # keep datasets' cache (image folders, saved datasets) out of the user's home
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="pixelfold-hf-datasets-"))
 os.environ.setdefault("TQDM_DISABLE", "1")
+# metric feature caches of the tests stay out of the user's home too
+os.environ.setdefault("PIXELFOLD_CACHE", tempfile.mkdtemp(prefix="pixelfold-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

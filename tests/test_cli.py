@@ -694,3 +694,24 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(DiskFullError, match=f"no space left on the device while writing {target}"):
         save_image(image, target)
     assert target.read_bytes() == b"old image" and no_temp_files(tmp_path)
+
+
+def test_plot_metrics(capsys, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    rows = [{"step": s, "kimg": s * 0.032, "metrics": {"fid": f, "kid": f / 100},
+             "training": {"augment/p": p, "augment/rt": 0.5 + p / 4}}
+            for s, f, p in [(100, 80.0, 0.0), (200, 40.0, 0.1), (300, 50.0, 0.2), (200, 30.0,
+                                                                                 0.1)]]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run(capsys, "plot-metrics", str(folder))
+    assert code == 0 and out.strip() == f"wrote {folder / 'metrics.png'}"
+    with Image.open(folder / "metrics.png") as image:
+        assert image.size[0] > 300 and image.size[1] > 3 * 200  # FID, KID and ADA panels
+    from pixelfold.tools.plots import _series
+
+    assert _series(rows)["fid"] == [(3.2, 80.0), (6.4, 30.0), (9.6, 50.0)]  # last of a step
+    code, _, err = run(capsys, "plot-metrics", str(tmp_path / "nothing"))
+    assert code == 2 and "has no metrics.jsonl: the run computed no metrics" in err
+    code, _, err = run(capsys, "plot-metrics", str(folder), "--metrics", "ppl")
+    assert code == 2 and "has no ppl (it has fid, kid, augment/p, augment/rt)" in err

@@ -8,6 +8,7 @@
 - [`figures`][pixelfold.tools.figures]: grids, labeled figures, GIF / MP4, atomic writes.
 - [`profile`][pixelfold.tools.profile]: parameters, GMACs, images per second, peak memory.
 - [`device`][pixelfold.tools.device]: device strings.
+- [`plots`][pixelfold.tools.plots]: a training run's metrics against kimg.
 """
 
 from .device import resolve_device
@@ -34,10 +35,12 @@ from .images import (
     style_mix_images,
 )
 from .latents import MAX_SEED, SeedList, lerp, parse_seeds, seed_latents, slerp
+from .plots import plot_metrics
 from .profile import DTYPES, format_profile, profile_generator
 
 __all__ = [
     "DTYPES",
+    "plot_metrics",
     "HELD_BYTES_PER_PIXEL",
     "MAX_SEED",
     "Crossover",

@@ -229,11 +229,13 @@ class TrainingMetrics:
             report = part if report is None else report.merge(part)
         return report
 
-    def append(self, log: Path, *, step: int, kimg: float, report: Any,
-               seconds: float) -> dict[str, Any]:
+    def append(self, log: Path, *, step: int, kimg: float, report: Any, seconds: float,
+               extra: dict[str, float] | None = None) -> dict[str, Any]:
         """Add one evaluation to the log ``log`` (``metrics.jsonl``), atomically; returns
-        the row."""
+        the row: step, kimg, metric values, ``extra`` (the trainer's ``augment/p`` and
+        ``augment/rt``), seconds, time and protocol."""
         row = {"step": step, "kimg": round(kimg, 3), "metrics": report.metrics(),
+               **({"training": dict(extra)} if extra else {}),
                "seconds": round(seconds, 2), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
                "protocol": report.to_dict()["protocol"]}
         previous = log.read_text() if log.is_file() else ""

@@ -629,7 +629,8 @@ class GANTrainer:
             report = self.evaluator.evaluate(G, acc.device)
             row = self.evaluator.append(self.output_dir / "metrics.jsonl", step=self.state.step,
                                         kimg=self.state.nimg / 1000, report=report,
-                                        seconds=time.perf_counter() - started)
+                                        seconds=time.perf_counter() - started,
+                                        extra=self._augment_logs())
             if self.config.report_to != "none":
                 acc.log({f"metrics/{k}": v for k, v in row["metrics"].items()},
                         step=self.state.step)
