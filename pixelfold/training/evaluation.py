@@ -2,7 +2,7 @@
 keep the best generator.
 
 [`TrainingMetrics`][pixelfold.training.evaluation.TrainingMetrics] runs the metrics of
-[`pixelfold.metrics`][pixelfold.metrics] (the ones `pixelfold eval` runs, with the same
+`pixelfold.metrics` (the ones `pixelfold eval` runs, with the same
 protocol) on the EMA generator against the training data:
 
 * the metric networks' weights are found (local files, environment variables, caches) when the
