@@ -424,3 +424,34 @@ def test_metrics_fail_before_training_without_weights(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"--best-metric 'precision' is not computed by "
                                           r"--metrics fid"):
         _config(tmp_path, metrics="fid", best_metric="precision")
+
+
+def test_a_full_disk_while_logging_metrics_loses_no_earlier_row(tmp_path, monkeypatch):
+    import errno
+
+    import pixelfold.training.evaluation as evaluation
+    from pixelfold.metrics import MetricsReport
+    from pixelfold.training.evaluation import TrainingMetrics, read_metrics_log
+    from pixelfold.utils import DiskFullError, disk_errors
+
+    monkeypatch.setattr(TrainingMetrics, "check_weights", lambda self: None)
+    monkeypatch.setattr(TrainingMetrics, "evaluate", lambda self, G, device: MetricsReport(
+        fid=1.0, protocol={}))
+    real_write = evaluation.atomic_write_text
+    calls = []
+
+    def write(path, text):
+        calls.append(path)
+        if len(calls) == 2:  # the second evaluation finds the disk full
+            with disk_errors(path):
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, text)
+
+    monkeypatch.setattr(evaluation, "atomic_write_text", write)
+    _write_images(tmp_path / "images")
+    with pytest.raises(DiskFullError, match=r"no space left on the device while writing "
+                                            r".*metrics.jsonl"):
+        GANTrainer(_config(tmp_path, max_steps=4, checkpointing_steps=4, metrics="fid",
+                           metrics_every_kimg=0.008)).train()
+    rows = read_metrics_log(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [2]

@@ -225,6 +225,7 @@ class GANTrainer:
         self.accelerator = accelerator
         if accelerator.device.type == "cuda":
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
+        self.evaluator = self._build_evaluator(dataset)  # before any big work
         from accelerate.utils import set_seed
 
         # the same initial weights in every process (the EMA copy is never synchronized by
@@ -244,7 +245,6 @@ class GANTrainer:
             config.augment, p=config.augment_p, target=config.ada_target,
             ada_kimg=config.ada_kimg, interval=config.ada_interval,
             batch_total=self.batch_total, policy=config.diffaugment_policy)
-        self.evaluator = self._build_evaluator(dataset)
         self.latent_gen = torch.Generator().manual_seed(
             config.seed * 1000 + 2 * accelerator.process_index + 1)
         self.aug_gen = torch.Generator().manual_seed(

@@ -234,3 +234,41 @@ CASES = [
          message=r"--resume-from-checkpoint nowhere: no such checkpoint folder",
          leaves="nothing written", check=_nothing_written),
 ]
+
+
+def _no_inception(folder: Path) -> None:
+    _images(folder)
+    (folder / "torch-home").mkdir()
+
+
+CASES += [
+    Case(name="train-augment-unknown", area="training settings", what="`--augment adaptive`",
+         setup=_images, argv=_train("--augment", "adaptive"), status=2,
+         message=r"argument --augment: invalid choice: 'adaptive'", leaves="nothing written"),
+    Case(name="train-ada-target-out-of-range", area="training settings",
+         what="`--augment ada --ada-target 1.5`", setup=_images,
+         argv=_train("--augment", "ada", "--ada-target", "1.5"), status=2,
+         message=r"ada target must be in \(0, 1\), got 1.5", leaves="nothing written"),
+    Case(name="train-augment-p-for-diffaugment", area="training settings",
+         what="`--augment diffaugment --augment-p 0.5`", setup=_images,
+         argv=_train("--augment", "diffaugment", "--augment-p", "0.5"), status=2,
+         message=r"augment p=0.5 applies to kind 'ada' only", leaves="nothing written"),
+    Case(name="train-metrics-unknown", area="training settings", what="`--metrics fid,fad`",
+         setup=_images, argv=_train("--metrics", "fid,fad"), status=2,
+         message=r"--metrics fid,fad: unknown metric\(s\) fad; choose from fid, kid",
+         leaves="nothing written"),
+    Case(name="train-metrics-without-weights", area="training settings",
+         what="`--metrics fid` offline, with no Inception weights anywhere",
+         setup=_no_inception, argv=_train("--metrics", "fid"), status=2,
+         message=r"Inception-v3 weights .* are needed, but downloads are off .*"
+                 r"--inception-weights PATH\) or set the environment variable "
+                 r"PIXELFOLD_INCEPTION_WEIGHTS", leaves="nothing written: it fails before "
+         "training", check=_nothing_written,
+         env={"TORCH_HOME": "torch-home", "HF_HUB_OFFLINE": "1",
+              "PIXELFOLD_INCEPTION_WEIGHTS": ""}),
+    Case(name="train-best-metric-not-computed", area="training settings",
+         what="`--metrics fid --best-metric recall`", setup=_images,
+         argv=_train("--metrics", "fid", "--best-metric", "recall"), status=2,
+         message=r"--best-metric 'recall' is not computed by --metrics fid",
+         leaves="nothing written"),
+]
