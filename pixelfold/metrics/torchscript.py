@@ -65,7 +65,7 @@ import os
 import pickle
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,17 @@ class ScriptArchive:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+class _Inert:
+    """Base of the objects the unpickler creates or hands out: pickle's ``BUILD`` may give
+    them no state (their ``__setstate__`` refuses), so a pickle cannot change them; they have
+    no ``__dict__``."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise _Damaged(f"state given to a {type(self).__name__.strip('_').lower()}")
+
+
 class _Record:
     """An object of a class of the archive (``__torch__.*``), kept as inert data: the arguments
     it was created with and the state pickle gave it. Nothing of the class is looked up."""
@@ -151,12 +162,13 @@ class _Record:
         self.state = state
 
 
-@dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Inert):
     """Stands for ``torch.<Type>Storage`` in a persistent id: only its dtype is used."""
 
-    name: str
-    dtype: torch.dtype
+    __slots__ = ("dtype", "name")
+
+    def __init__(self, name: str, dtype: torch.dtype) -> None:
+        self.name, self.dtype = name, dtype
 
 
 _STORAGE_TYPES = {
@@ -167,10 +179,36 @@ _STORAGE_TYPES = {
 }
 
 
-@dataclass(frozen=True)
-class _Storage:
-    key: str
-    data: torch.Tensor  # 1-d, the whole storage
+class _Storage(_Inert):
+    """The bytes of one ``data/<key>`` entry, as a 1-d tensor of its dtype."""
+
+    __slots__ = ("data", "key")
+
+    def __init__(self, key: str, data: torch.Tensor) -> None:
+        self.key, self.data = key, data
+
+
+class _Tensor(_Inert):
+    """A tensor of the archive, wrapped: the pickle never sees the tensor itself (so it cannot
+    call its methods, such as ``Tensor.__setstate__``)."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+class _Function(_Inert):
+    """One of the few functions the unpickler hands out, wrapped so that a pickle cannot give
+    it attributes (``__defaults__``...)."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
 
 
 class _Refused(pickle.UnpicklingError):
@@ -192,7 +230,7 @@ def _int(value: Any) -> bool:
 
 def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any,
                        requires_grad: Any = False, backward_hooks: Any = None,
-                       metadata: Any = None) -> torch.Tensor:
+                       metadata: Any = None) -> _Tensor:
     """What ``torch._utils._rebuild_tensor_v2`` does for a dense CPU tensor, on a storage read
     by this module, with every argument checked: a view inside the storage, nothing else."""
     if not isinstance(storage, _Storage):
@@ -201,8 +239,8 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
             and len(size) == len(stride) and all(_int(n) and n >= 0 for n in size)
             and all(_int(s) and s >= 0 for s in stride) and storage_offset >= 0):
         raise _Damaged(f"a tensor of storage {storage.key} with a malformed layout")
-    if backward_hooks:
-        raise _Damaged(f"a tensor of storage {storage.key} with backward hooks")
+    if backward_hooks or metadata:
+        raise _Damaged(f"a tensor of storage {storage.key} with hooks or metadata")
     numel = storage.data.numel()
     if math.prod(size) > 0:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
@@ -211,7 +249,7 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
                            f"({last + 1} > {numel} elements)")
     elif storage_offset > numel:
         raise _Damaged(f"an empty tensor past the end of storage {storage.key}")
-    return storage.data.as_strided(size, stride, storage_offset)
+    return _Tensor(storage.data.as_strided(size, stride, storage_offset))
 
 
 def _typed_list(data: Any) -> list[Any]:
@@ -228,11 +266,24 @@ def _restore_type_tag(value: Any, type_str: Any) -> Any:
     return value
 
 
-_JIT_PICKLE = {"build_intlist": _typed_list, "build_doublelist": _typed_list,
-               "build_boollist": _typed_list, "build_tensorlist": _typed_list,
-               "restore_type_tag": _restore_type_tag}
-"""The helpers of ``torch.jit._pickle`` that TorchScript pickles refer to, reimplemented (all
-return their argument): torch's are never looked up."""
+def _ordered_dict(*args: Any) -> collections.OrderedDict[Any, Any]:
+    """``collections.OrderedDict`` (the empty hooks of a tensor), from at most a list of
+    pairs."""
+    if len(args) > 1 or (args and not isinstance(args[0], (list, tuple))):
+        raise _Damaged("an OrderedDict of something else than pairs")
+    return collections.OrderedDict(*args)
+
+
+_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor_v2"): _Function(_rebuild_tensor_v2),
+    ("collections", "OrderedDict"): _Function(_ordered_dict),
+    **{("torch.jit._pickle", name): _Function(_typed_list)
+       for name in ("build_intlist", "build_doublelist", "build_boollist", "build_tensorlist")},
+    ("torch.jit._pickle", "restore_type_tag"): _Function(_restore_type_tag),
+}
+"""The globals a TorchScript pickle may name besides its classes and storage types, each
+reimplemented here (the list helpers of ``torch.jit._pickle`` return their argument): nothing of
+torch or Python is looked up for them."""
 
 
 class _ArchiveUnpickler(pickle.Unpickler):
@@ -255,14 +306,10 @@ class _ArchiveUnpickler(pickle.Unpickler):
             if qualname not in self._classes:
                 self._classes[qualname] = type(name, (_Record,), {"qualname": qualname})
             return self._classes[qualname]
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor_v2
-        if module == "torch.jit._pickle" and name in _JIT_PICKLE:
-            return _JIT_PICKLE[name]
+        if (module, name) in _GLOBALS:
+            return _GLOBALS[module, name]
         if module == "torch" and name in _STORAGE_TYPES:
             return _StorageType(name, _STORAGE_TYPES[name])
-        if module == "collections" and name == "OrderedDict":
-            return collections.OrderedDict
         raise _Refused(module, name)
 
     def persistent_load(self, pid: Any) -> _Storage:
@@ -307,8 +354,8 @@ def _plain(value: Any) -> bool:
 def _collect(obj: Any, path: str, found: ScriptArchive, seen: set[int], depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise _Damaged(f"modules nested deeper than {_MAX_DEPTH} levels")
-    if isinstance(obj, torch.Tensor):
-        found.tensors[path] = obj
+    if isinstance(obj, _Tensor):
+        found.tensors[path] = obj.tensor
         return
     if _plain(obj):
         found.attributes[path] = obj
@@ -359,6 +406,10 @@ def read_torchscript_archive(path: str | os.PathLike, *, what: str = "weights"
                                    "archive)") from None
     with archive:
         names = archive.namelist()
+        expanded = sum(info.file_size for info in archive.infolist())
+        if expanded > 16 * path.stat().st_size + (64 << 20):
+            raise _refused(path, what, f"it would expand to {expanded} bytes, far more than a "
+                                       f"TorchScript archive of its size (a zip bomb?)")
         pickles = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
         if len(pickles) != 1 or not torchscript_names(names):
             raise _refused(path, what, "it is not a TorchScript archive (no top folder with "
@@ -385,8 +436,8 @@ def read_torchscript_archive(path: str | os.PathLike, *, what: str = "weights"
                 if part == "data":
                     _collect(obj, "", found, set(), 0)
                 else:
-                    found.constants = [t for t in (obj if isinstance(obj, tuple) else ())
-                                       if isinstance(t, torch.Tensor)]
+                    found.constants = [t.tensor for t in (obj if isinstance(obj, tuple)
+                                                          else ()) if isinstance(t, _Tensor)]
             except _Refused as exc:
                 raise ValueError(
                     f"{path} is a TorchScript archive whose {part}.pkl refers to "
