@@ -258,8 +258,8 @@ def test_fid_and_kid_equal_those_of_the_torchscript_programs_features(
     kid = kid_featuresdict_to_metric({"2048": gen}, {"2048": real}, "2048", kid_subsets=100,
                                      kid_subset_size=N_FID, rng_seed=0, verbose=False)
     kid = float(kid["kernel_inception_distance_mean"])
-    print(f"\nFID through pixelfold {report.fid:.6f}, from the program's features {fid:.6f}; "
-          f"KID {report.kid:.6g} vs {kid:.6g}")
+    print(f"\nFID through pixelfold {report.fid!r}, from the program's features {fid!r}; "
+          f"KID {report.kid!r} vs {kid!r}")
     assert report.fid == pytest.approx(fid, rel=1e-5)
     assert report.kid == pytest.approx(kid, rel=1e-4, abs=1e-7)
     protocol = report.protocol["fidelity"]
