@@ -76,12 +76,17 @@ from ..utils import check_finite, torchscript_names
 from .weights import INCEPTION_WEIGHTS, WeightsError, check_state_dict
 
 __all__ = [
+    "LOGITS_TENSORS",
     "InceptionTensors",
     "NoLogitsError",
     "ScriptArchive",
+    "complete_for_fidelity",
+    "conv_layers",
     "inception_from_torchscript",
     "is_torchscript_archive",
+    "no_logits_error",
     "offline_inception_weights",
+    "pool_layers",
     "read_inception_torchscript",
     "read_torchscript_archive",
 ]
