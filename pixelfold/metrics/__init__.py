@@ -24,6 +24,7 @@ from .statistics import (
     load_statistics,
     save_statistics,
 )
+from .torchscript import NoLogitsError, offline_inception_weights
 from .weights import MissingWeightsError, WeightsError, resolve_weights
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "MetricsReport",
     "MissingWeightsError",
     "ModuleCost",
+    "NoLogitsError",
     "RealImages",
     "WeightsError",
     "compute_dinov2_statistics",
@@ -50,6 +52,7 @@ __all__ = [
     "load_statistics",
     "lpips_vgg16",
     "module_costs",
+    "offline_inception_weights",
     "profile_table",
     "resolve_weights",
     "save_statistics",

@@ -63,9 +63,9 @@ def _is_batch_norm_counter(name: str) -> bool:
 
 
 @functools.cache
-def inception_shapes() -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of torch-fidelity's Inception-v3 (``inception-v3-compat``),
-    from the network built on the meta device (no memory, no weights)."""
+def _inception_skeleton() -> nn.Module:
+    """torch-fidelity's Inception-v3 (``inception-v3-compat``) built on the meta device: its
+    layers without memory nor weights."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     class Skeleton(FeatureExtractorInceptionV3):
@@ -74,9 +74,21 @@ def inception_shapes() -> dict[str, tuple[int, ...]]:
             return None  # the layers only: nothing to load
 
     with torch.device("meta"):
-        net = Skeleton("inception-v3-compat", ["2048"],
-                       feature_extractor_weights_path=tensors_only_file({}))
-    return _shapes(net)
+        return Skeleton("inception-v3-compat", ["2048"],
+                        feature_extractor_weights_path=tensors_only_file({}))
+
+
+@functools.cache
+def inception_shapes() -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of torch-fidelity's Inception-v3 (``inception-v3-compat``),
+    from the network built on the meta device (no memory, no weights)."""
+    return _shapes(_inception_skeleton())
+
+
+def inception_layers() -> dict[str, nn.Module]:
+    """Name -> module of torch-fidelity's Inception-v3, built on the meta device (what a
+    TorchScript Inception's strides and paddings are compared with)."""
+    return dict(_inception_skeleton().named_modules())
 
 
 @functools.cache
@@ -108,14 +120,29 @@ _FIDELITY: dict[str, tuple[WeightsFile, Any]] = {
 }
 
 
-def read_fidelity_weights(name: str, path: str | Path) -> dict[str, torch.Tensor]:
+def read_fidelity_weights(name: str, path: str | Path, *, logits: bool = False
+                          ) -> dict[str, torch.Tensor]:
     """The verified tensors of ``path`` for torch-fidelity's feature extractor ``name``
     (``"inception-v3-compat"`` or ``"vgg16"``); see
-    [`read_weights`][pixelfold.metrics.weights.read_weights] for what is checked."""
+    [`read_weights`][pixelfold.metrics.weights.read_weights] for what is checked.
+
+    For Inception-v3, ``path`` may also be a TorchScript Inception (NVlabs'
+    ``inception-2015-12-05.pt``, fid-helper's ``default_1.pt``): its tensors are read without
+    running it and mapped onto torch-fidelity's names (see
+    [`pixelfold.metrics.torchscript`][pixelfold.metrics.torchscript]). ``logits=True`` (the
+    Inception score will be computed) refuses such a file without the logits layer now rather
+    than when the network is built."""
     if name not in _FIDELITY:
         raise ValueError(f"no weights check for torch-fidelity's {name!r} (known: "
                          f"{', '.join(_FIDELITY)})")
     spec, shapes = _FIDELITY[name]
+    # --- issue 12: TorchScript Inception files, read as tensors (the code is never run) ---
+    if name == "inception-v3-compat":
+        from .torchscript import is_torchscript_archive, read_inception_torchscript
+
+        if is_torchscript_archive(path):
+            return read_inception_torchscript(path, logits=logits)
+    # ---
     return read_weights(spec, path, shapes(), optional=_is_batch_norm_counter)
 
 
@@ -131,6 +158,11 @@ def fidelity_extractor(name: str, layers: list[str], tensors: Mapping[str, torch
     an in-memory file of those tensors only."""
     from torch_fidelity.utils import create_feature_extractor
 
+    from .torchscript import complete_for_fidelity
+
+    # issue 12: Inception weights without the logits layer (fid-helper's TorchScript file) get
+    # NaN placeholders for it, or a one-line error when the logits are asked for (IS)
+    tensors = complete_for_fidelity(tensors, layers)
     return create_feature_extractor(name, layers, cuda=cuda, verbose=verbose,
                                     feature_extractor_weights_path=tensors_only_file(tensors))
 

