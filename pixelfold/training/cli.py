@@ -19,6 +19,40 @@ from .config import TrainConfig, parse_args
 __all__ = ["main"]
 
 
+def _summary(config: TrainConfig) -> None:
+    """What the run left, for the user (main process): where the generator and samples are,
+    and the metrics of the last and the best evaluation."""
+    import json
+    from pathlib import Path
+
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
+    out = Path(config.output_dir)
+    try:
+        state = json.loads((out / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return
+    lines = [f"done: step {state['step']} ({state['kimg']:g} kimg); EMA generator in "
+             f"{out / 'generator_ema'}, samples in {out / 'samples'}"]
+    log = out / "metrics.jsonl"
+    if log.is_file():
+        from .evaluation import read_metrics_log
+
+        rows = read_metrics_log(log)
+        if rows:
+            last = rows[-1]
+            values = ", ".join(f"{k} {v:.4g}" for k, v in last["metrics"].items()
+                               if not k.endswith("_std"))
+            lines.append(f"metrics at step {last['step']}: {values} ({log})")
+    best = state.get("best")
+    if best:
+        lines.append(f"best {best['metric']} {best['value']:.4g} at step {best['step']}: "
+                     f"{out / 'generator_ema-best'}")
+    print("\n".join(lines))
+
+
 def main(argv: Sequence[str] | None = None, *, defaults: TrainConfig | None = None,
          description: str | None = None, prog: str | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) over ``defaults`` and train; returns the exit
@@ -35,6 +69,7 @@ def main(argv: Sequence[str] | None = None, *, defaults: TrainConfig | None = No
         from .trainer import train
 
         train(config)
+        _summary(config)
         return 0
 
     return run_main(run, prog=prog, debug=debug_enabled(args))
