@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["CONVENTIONS", "Convention", "ModuleCost", "TransposedCost", "count_macs",
-           "count_params", "module_costs", "profile_table", "transposed_conv_costs",
+__all__ = ["CONVENTIONS", "Convention", "MacBreakdown", "ModuleCost", "count_macs",
+           "count_params", "mac_breakdown", "module_costs", "profile_table",
            "unused_merge_params"]
 
 Convention = Literal["pixelfold", "paper"]
@@ -147,50 +147,59 @@ def _flop_counts(generator: nn.Module, batch_size: int, noise_mode: str
 
 
 @dataclass
-class TransposedCost:
-    """MACs per image of the upsampling ModConvs of a generator, summed over all of them:
-    the part where the counting conventions differ.
+class MacBreakdown:
+    """Multiply-accumulates per image of a generator, with the part where the counting
+    conventions differ: the upsampling ModConvs' transposed convolutions and blurs.
 
     Attributes:
-        per_input: their transposed convolutions counted per input position
-            (``in * out * k * k * H * W``), as pixelfold counts them.
-        per_output: the same convolutions counted per output position (``H' * W'``, the
-            resolution after the blur), as the paper counts them.
-        blur: their FIR blurs (counted by pixelfold, not by the paper).
+        total: everything, in pixelfold's convention (what
+            [`count_macs`][pixelfold.metrics.profile.count_macs] returns by default).
+        transposed_per_input: the transposed convolutions counted per input position
+            (``in * out * k * k * H * W``), as ``total`` counts them.
+        transposed_per_output: the same convolutions counted per output position
+            (``H' * W'``, the resolution after the blur), as the paper counts them.
+        blur: the FIR blurs after them, which ``total`` counts and the paper does not.
     """
 
-    per_input: int
-    per_output: int
+    total: int
+    transposed_per_input: int
+    transposed_per_output: int
     blur: int
 
-    @property
-    def paper_minus_pixelfold(self) -> int:
-        """What the paper's convention adds to pixelfold's count."""
-        return self.per_output - self.per_input - self.blur
+    def count(self, convention: Convention = "pixelfold", *, per_output: bool | None = None,
+              with_blur: bool | None = None) -> int:
+        """The total in ``convention``, or with the two choices made separately.
+
+        Args:
+            convention: ``"pixelfold"`` (per input position, blur counted) or ``"paper"``
+                (per output position, blur not counted).
+            per_output: override the convention's choice for the transposed convolutions.
+            with_blur: override the convention's choice for the blurs.
+
+        Raises:
+            ValueError: an unknown ``convention``.
+        """
+        paper = _check_convention(convention) == "paper"
+        per_output = paper if per_output is None else per_output
+        with_blur = (not paper) if with_blur is None else with_blur
+        total = self.total
+        if per_output:
+            total += self.transposed_per_output - self.transposed_per_input
+        if not with_blur:
+            total -= self.blur
+        return total
 
 
-def _transposed_cost(counts: dict[str, dict[Any, int]], calls: list[_UpConv],
-                     root_name: str, batch_size: int) -> TransposedCost:
-    per_in = per_out = 0
-    for c in calls:
-        per_position = c.batch * c.in_channels * c.out_channels * c.kernel_taps
-        per_in += per_position * c.in_pixels
-        per_out += per_position * c.out_pixels
-    blur = sum(sum(counts.get(f"{root_name}.{name}.blur", {}).values()) // 2
-               for name in {c.name for c in calls})
-    return TransposedCost(per_in // batch_size, per_out // batch_size, blur // batch_size)
-
-
-def transposed_conv_costs(generator: nn.Module, *, batch_size: int = 1,
-                          noise_mode: str = "random") -> TransposedCost:
-    """MACs per image of the upsampling ModConvs' transposed convolutions (per input and per
-    output position) and of their blurs: what separates the ``"pixelfold"`` and ``"paper"``
-    conventions of [`count_macs`][pixelfold.metrics.profile.count_macs] (all zero for a model
-    without upsampling ModConvs).
+def mac_breakdown(generator: nn.Module, *, batch_size: int = 1,
+                  noise_mode: str = "random") -> MacBreakdown:
+    """[`count_macs`][pixelfold.metrics.profile.count_macs] with the upsampling ModConvs'
+    transposed convolutions (per input and per output position) and blurs apart, from one
+    counted forward pass: every convention's total (all the same for a model without
+    upsampling ModConvs).
 
     Args:
         generator: as for [`count_macs`][pixelfold.metrics.profile.count_macs].
-        batch_size: batch used for the measurement; the result is divided by it.
+        batch_size: batch used for the measurement; the results are divided by it.
         noise_mode: passed to the generator.
 
     Raises:
@@ -199,7 +208,17 @@ def transposed_conv_costs(generator: nn.Module, *, batch_size: int = 1,
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     counts, calls = _flop_counts(generator, batch_size, noise_mode)
-    return _transposed_cost(counts, calls, type(generator).__name__, batch_size)
+    root = next((v for k, v in counts.items() if k == "Global"), {})
+    per_in = per_out = 0
+    for c in calls:
+        per_position = c.batch * c.in_channels * c.out_channels * c.kernel_taps
+        per_in += per_position * c.in_pixels
+        per_out += per_position * c.out_pixels
+    root_name = type(generator).__name__
+    blur = sum(sum(counts.get(f"{root_name}.{name}.blur", {}).values()) // 2
+               for name in {c.name for c in calls})
+    b = batch_size
+    return MacBreakdown(sum(root.values()) // 2 // b, per_in // b, per_out // b, blur // b)
 
 
 def count_macs(generator: nn.Module, *, batch_size: int = 1, noise_mode: str = "random",
@@ -224,16 +243,9 @@ def count_macs(generator: nn.Module, *, batch_size: int = 1, noise_mode: str = "
     Raises:
         ValueError: ``batch_size < 1`` or an unknown ``convention``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     _check_convention(convention)
-    counts, calls = _flop_counts(generator, batch_size, noise_mode)
-    root = next((v for k, v in counts.items() if k == "Global"), {})
-    total = sum(root.values()) // 2 // batch_size
-    if convention == "paper":
-        cost = _transposed_cost(counts, calls, type(generator).__name__, batch_size)
-        total += cost.paper_minus_pixelfold
-    return total
+    return mac_breakdown(generator, batch_size=batch_size,
+                         noise_mode=noise_mode).count(convention)
 
 
 @dataclass

@@ -38,8 +38,8 @@ from typing import Any
 
 import torch
 
-from ..metrics import count_macs, count_params
-from ..metrics.profile import CONVENTIONS, Convention
+from ..metrics import count_params
+from ..metrics.profile import CONVENTIONS, Convention, mac_breakdown
 from ..models import Generator, load_generator
 from ..utils.errors import ConfigError
 from .device import resolve_device
@@ -210,12 +210,13 @@ def profile_generator(
 
     with torch.device("meta"):
         G_meta = Generator(G.spec)
-    macs = count_macs(G_meta, batch_size=1)
+    breakdown = mac_breakdown(G_meta, batch_size=1)
+    macs = breakdown.total
     paper: dict[str, Any] = {}
     if convention == "paper":
         paper = {"convention": "paper",
                  "params_paper": count_params(G_meta, convention="paper"),
-                 "gmacs_paper": count_macs(G_meta, batch_size=1, convention="paper") / 1e9}
+                 "gmacs_paper": breakdown.count("paper") / 1e9}
 
     z = torch.randn(batch_size, G.z_dim, generator=torch.Generator().manual_seed(seed))
     z = z.to(dev, dtype)
