@@ -158,3 +158,22 @@ def test_profile_reports_both_conventions(capsys):
     assert out["gmacs_paper"] == out["gmacs"]  # no transposed convolutions
     assert main(["profile", "pixelfolder-tiny-32", "--convention", "flops"]) == 2
     assert "invalid choice: 'flops'" in capsys.readouterr().err
+
+
+def test_per_input_count_is_what_the_flop_counter_measures():
+    """``transposed_per_input`` (a formula) equals the ATen count of the transposed
+    convolutions, so the conventions differ exactly by the documented terms."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    G = _meta(_tiny("pixelfolder-256-fold-deconv-sc"))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        G(torch.zeros(1, G.z_dim, device="meta"))
+    counts = {k: {str(op): n for op, n in v.items()} for k, v in counter.get_flop_counts().items()}
+    convs = [k for k in counts if k.endswith(".conv0.conv")]
+    assert len(convs) == 4
+    measured = sum(counts[k]["aten.convolution"] - counts[f"{k}.blur"]["aten.convolution"]
+                   for k in convs) // 2
+    blur = sum(counts[f"{k}.blur"]["aten.convolution"] for k in convs) // 2
+    m = mac_breakdown(G)
+    assert (m.transposed_per_input, m.blur) == (measured, blur)
