@@ -458,9 +458,16 @@ torch.inference_mode after --warmup untimed ones, synchronized on CUDA) and peak
 CPU timings suffer much from other busy processes (the threads wait for each other);
 --threads 1 is the most robust to them.
 
+--convention paper adds, next to pixelfold's counts, the PixelFolder paper's: parameters
+including the merge convolution the authors' code builds for the first stage and never uses,
+and GMACs with each upsampling ModConv's transposed convolution counted per output position
+and its blur not counted (pixelfold counts what is computed: per input position, blur
+included). The two agree for models without them.
+
 --json prints the same as a JSON object (keys: model, device, dtype, batch_size, params,
 params_mapping, params_synthesis, gmacs, images_per_s, seconds_per_batch, warmup, iters,
-threads, peak_memory_mb, memory_measure)."""
+threads, peak_memory_mb, memory_measure; with --convention paper also convention,
+params_paper, gmacs_paper)."""
 
 
 @command("profile")
@@ -479,6 +486,9 @@ def _build_profile(sub: Any) -> None:
     p.add_argument("--iters", type=int, default=5, help="timed passes (default: 5)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads while timing (default: torch's default)")
+    p.add_argument("--convention", choices=["pixelfold", "paper"], default="pixelfold",
+                   help="also report parameters and GMACs as the PixelFolder paper counts "
+                        "them (paper); default: pixelfold's counts only")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_profile)
 
@@ -500,7 +510,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         raise CLIError(f"--device: {exc}") from None
     result = profile_generator(args.model, batch_size=args.batch_size, device=device,
                                dtype=args.dtype, warmup=args.warmup, iters=args.iters,
-                               threads=args.threads)
+                               threads=args.threads, convention=args.convention)
     print(json.dumps(result, indent=2) if args.json else format_profile(result))
     return 0
 

@@ -36,6 +36,91 @@ def test_published_parameter_counts(name, params):
     assert count_params(G) == params
 
 
+#: Every preset's parameters: pixelfold's count and the paper's convention (the authors' unused
+#: first-stage merge conv of 524,800 included for PixelFolder layouts at 256 and up).
+ALL_PARAMS = {
+    "cips-256": (44_317_092, 44_317_092),
+    "cips-tiny-32": (69_344, 69_344),
+    "pixelfolder-1024": (20_616_296, 21_141_096),
+    "pixelfolder-256": (20_318_814, 20_843_614),
+    "pixelfolder-256-down-deconv": (29_439_774, 29_964_574),
+    "pixelfolder-256-down-deconv-sc": (12_687_582, 13_212_382),
+    "pixelfolder-256-fold-deconv": (28_885_374, 29_410_174),
+    "pixelfolder-256-fold-deconv-sc": (12_133_182, 12_657_982),
+    "pixelfolder-256-no-connection": (19_269_214, 19_269_214),
+    "pixelfolder-256-no-coord": (19_925_598, 20_450_398),
+    "pixelfolder-512": (16_953_630, 17_478_430),
+    "pixelfolder-tiny-32": (177_336, 185_592),
+    "pixelfolder-tiny-64": (237_608, 245_864),
+}
+
+
+def test_every_preset_parameter_count_is_pinned():
+    assert sorted(ALL_PARAMS) == presets.names(), "pin the counts of a new preset here"
+    for name, (params, paper) in ALL_PARAMS.items():
+        G = _meta(name)
+        assert (count_params(G), count_params(G, convention="paper")) == (params, paper), name
+
+
+def test_paper_convention_parameters_are_the_authors_and_table_f():
+    """With the unused merge conv, the counts are the authors' code's (REFERENCE.md) and the
+    supplementary Table F's Fold rows (29.41M, 12.66M)."""
+    from pixelfold.metrics.profile import unused_merge_params
+
+    assert unused_merge_params(_meta("pixelfolder-256")) == 524_800
+    assert unused_merge_params(_meta("cips-256")) == 0
+    assert unused_merge_params(torch.nn.Linear(2, 2)) == 0
+    assert round(ALL_PARAMS["pixelfolder-256-fold-deconv"][1] / 1e6, 2) == 29.41
+    assert round(ALL_PARAMS["pixelfolder-256-fold-deconv-sc"][1] / 1e6, 2) == 12.66
+    with pytest.raises(ValueError, match="'flops'"):
+        count_params(_meta("pixelfolder-tiny-32"), convention="flops")
+
+
+def test_shape_consistent_kernels_of_the_first_stage():
+    """The supplementary's DeConv0 3x3x512x128 (upsampling 4x4x512 to 8x8x128, the shape an
+    unfold gives) and DeConv1 3x3x128x512."""
+    for name in ("pixelfolder-256-fold-deconv-sc", "pixelfolder-256-down-deconv-sc"):
+        block = _meta(name).synthesis.stages[0].blocks[0]
+        assert block.conv0.conv.up == 2 and block.conv1.conv.up == 1
+        assert tuple(block.conv0.conv.weight.shape) == (128, 512, 3, 3)
+        assert tuple(block.conv1.conv.weight.shape) == (512, 128, 3, 3)
+        spec = presets.get(name)
+        assert [list(st.mid_channels) for st in spec.stages] == [[128, 128], [128, 128],
+                                                                 [64, 32]]
+
+
+def test_mid_channels_spec_field():
+    spec = presets.get("pixelfolder-256-fold-deconv-sc")
+    data = spec.to_dict()
+    assert data["stages"][0]["mid_channels"] == [128, 128]
+    assert GeneratorSpec.from_json(spec.to_json()) == spec
+    # left out when unset, so the configs of other specs are unchanged
+    assert all("mid_channels" not in st for st in presets.get("pixelfolder-256").to_dict()
+               ["stages"])
+    assert "mid" in spec.summary()
+    st = spec.stages[0]
+    assert st.block_mid_channels == (128, 128) and st.block_first_channels == (128, 128)
+    with pytest.raises(ValueError, match=r"mid_channels needs one width per block \(2\)"):
+        StageSpec(resolution=16, block_channels=(8, 8), fourier_channels=4, mid_channels=(4,))
+    with pytest.raises(ValueError, match=r"mid_channels must hold positive integers.*0"):
+        StageSpec(resolution=16, block_channels=(8, 8), fourier_channels=4,
+                  mid_channels=(4, 0))
+
+
+@pytest.mark.parametrize("grow", ["unfold", "deconv", "nearest", "none"])
+def test_mid_channels_set_the_width_after_each_growth(grow):
+    """The first ModConv outputs mid (mid * 4 before an unfold); the second takes mid."""
+    st = StageSpec(resolution=8, block_channels=(16, 8), fourier_channels=4,
+                   input_channels=(4,), grow=grow, merge="none", mid_channels=(6, 3))
+    G = Generator(GeneratorSpec(stages=(st,), z_dim=8, w_dim=8, mapping_layers=1))
+    f = 4 if grow == "unfold" else 1
+    for block, mid, out in zip(G.synthesis.stages[0].blocks, (6, 3), (16, 8), strict=True):
+        assert block.conv0.conv.out_channels == mid * f
+        assert (block.conv1.conv.in_channels, block.conv1.conv.out_channels) == (mid, out)
+    img = G(torch.randn(2, 8))
+    assert img.shape == (2, 3, *G.resolution)
+
+
 def test_cips_coordinate_embedding_size():
     G = _meta("cips-256")
     assert G.synthesis.stages[0].coord_embedding.weight.numel() == 33_554_432

@@ -1,12 +1,17 @@
-"""Write docs/models/presets-table.md (parameters and MACs of every generator preset) and the
-JSON specs of the published models that docs/models/spec.md shows (docs/models/specs/*.json).
+"""Write docs/models/presets-table.md and the JSON specs of the published models that
+docs/models/spec.md shows (docs/models/specs/*.json).
 
-Every preset in :func:`pixelfold.models.presets.names` is built on the ``meta`` device, so no
-memory is allocated and nothing is computed; parameters are counted with
-:func:`pixelfold.metrics.count_params` and multiply-accumulates per image (batch 1, mapping
-network included) with :func:`pixelfold.metrics.count_macs`. The paper's numbers and the counts
-measured on the authors' code come from the project's reference notes and are listed below by
-hand; a dash means the reference gives none. The JSON files are ``presets.get(name).to_json()``.
+The table file has two snippet sections that docs/models/presets.md includes: ``presets``
+(parameters and MACs of every generator preset) and ``ablation`` (the paper's ablation
+settings: first stage, counts under each counting convention, candidate DownSampling layouts).
+
+Every model is built on the ``meta`` device, so no memory is allocated and nothing is computed;
+parameters are counted with :func:`pixelfold.metrics.count_params` and multiply-accumulates per
+image (batch 1, mapping network included) with :func:`pixelfold.metrics.profile.mac_breakdown`,
+in pixelfold's convention and in the paper's (``convention="paper"``). The paper's numbers and
+the counts measured on the authors' code come from the project's reference notes (the ``-sc``
+rows from the supplementary's Table F as quoted in issue 15) and are listed below by hand; a
+dash means the reference gives none. The JSON files are ``presets.get(name).to_json()``.
 
 Run from the repository root::
 
@@ -17,14 +22,19 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from pixelfold.metrics import count_macs, count_params
-from pixelfold.models import Generator, presets
+from pixelfold.metrics import count_params
+from pixelfold.metrics.profile import MacBreakdown, mac_breakdown
+from pixelfold.models import Generator, GeneratorSpec, presets
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 OUT = MODELS / "presets-table.md"
@@ -38,8 +48,19 @@ PAPER: dict[str, tuple[str, str | None]] = {
     "pixelfolder-1024": ("21.14M", None),
     "cips-256": ("44.32M", "223.36"),
     "pixelfolder-256-fold-deconv": ("29.41M", "86.53"),
+    "pixelfolder-256-fold-deconv-sc": ("12.66M", "12.12"),
     "pixelfolder-256-down-deconv": ("29.21M", "89.38"),
+    "pixelfolder-256-down-deconv-sc": ("12.46M", "12.97"),
 }
+
+#: The paper's ablation table (supplementary Table F): setting name and pixelfold's preset.
+ABLATIONS: tuple[tuple[str, str], ...] = (
+    ("Fold + Unfold", "pixelfolder-256"),
+    ("Fold + DeConv", "pixelfolder-256-fold-deconv"),
+    ("Fold + DeConv-sc", "pixelfolder-256-fold-deconv-sc"),
+    ("DownSampling + DeConv", "pixelfolder-256-down-deconv"),
+    ("DownSampling + DeConv-sc", "pixelfolder-256-down-deconv-sc"),
+)
 
 #: Parameters counted on the authors' code (CPU, batch 1).
 AUTHORS_CODE: dict[str, int] = {
@@ -50,38 +71,232 @@ AUTHORS_CODE: dict[str, int] = {
 }
 
 
+@dataclasses.dataclass
+class Counts:
+    """Parameters (pixelfold's and the paper's convention) and MACs of one model."""
+
+    params: int
+    params_paper: int
+    macs: MacBreakdown
+    num_ws: int
+    resolution: tuple[int, int]
+
+
+@functools.cache
+def counts_of(name: str) -> Counts:
+    """Counts of preset ``name`` (or of a candidate layout in ``CANDIDATES``), built on the
+    meta device; computed once per name."""
+    spec = CANDIDATES[name][1]() if name in CANDIDATES else presets.get(name)
+    with torch.device("meta"):
+        G = Generator(spec)
+    return Counts(count_params(G), count_params(G, convention="paper"), mac_breakdown(G),
+                  G.num_ws, G.resolution)
+
+
+def _gmacs(macs: int) -> str:
+    g = macs / 1e9
+    return f"{g:.2f}" if g >= 1 else f"{g:.4f}"
+
+
 def preset_row(name: str) -> str:
     """One Markdown table row for preset ``name``."""
-    with torch.device("meta"):
-        G = Generator.from_preset(name)
-    params = count_params(G)
-    gmacs = count_macs(G) / 1e9
-    macs = f"{gmacs:.2f}" if gmacs >= 1 else f"{gmacs:.4f}"
-    h, w = G.resolution
+    c = counts_of(name)
+    h, w = c.resolution
     paper_params, paper_macs = PAPER.get(name, ("–", None))
     authors = AUTHORS_CODE.get(name)
-    return (f"| `{name}` | {h}x{w} | {G.num_ws} | {params:,d} | {macs} "
+    return (f"| `{name}` | {h}x{w} | {c.num_ws} | {c.params:,d} | {_gmacs(c.macs.total)} "
+            f"| {c.params_paper:,d} | {_gmacs(c.macs.count('paper'))} "
             f"| {paper_params} | {paper_macs or '–'} "
             f"| {f'{authors:,d}' if authors is not None else '–'} |")
 
 
+def _section(name: str, text: str) -> str:
+    """``text`` between the markers of snippet section ``name`` (pymdownx.snippets)."""
+    return f"<!-- --8<-- [start:{name}] -->\n{text}<!-- --8<-- [end:{name}] -->\n"
+
+
 def render_table() -> str:
-    """The generated table page."""
+    """The presets section: every preset's counts."""
     lines = [
         f"*Generated by `docs/scripts/presets_table.py`, do not edit by hand; regenerate with "
         f"`{COMMAND}`.*",
         "",
-        "| preset | output | `num_ws` | parameters | GMACs | paper: parameters "
-        "| paper: GMACs | authors' code: parameters |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| preset | output | `num_ws` | parameters | GMACs | paper's convention: parameters "
+        "| paper's convention: GMACs | paper: parameters | paper: GMACs "
+        "| authors' code: parameters |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     lines += [preset_row(name) for name in presets.names()]
     return "\n".join(lines) + "\n"
 
 
+# ---- the ablation page -------------------------------------------------------------------------
+
+def _replace_stages(spec: GeneratorSpec, **changes: dict) -> GeneratorSpec:
+    """``spec`` with the fields of stage ``i`` replaced by ``changes[f"stage{i}"]``."""
+    stages = tuple(dataclasses.replace(st, **changes.get(f"stage{i}", {}))
+                   for i, st in enumerate(spec.stages))
+    return dataclasses.replace(spec, stages=stages, name=None)
+
+
+def _down_pool_all(sc: bool) -> GeneratorSpec:
+    base = presets.pixelfolder((16, 64, 256), grow="deconv", reduce="avgpool",
+                               shape_consistent=sc)
+    return _replace_stages(base, stage0={"input_channels": (512,)},
+                           stage1={"input_channels": ()}, stage2={"input_channels": ()})
+
+
+def _down_pool_last(sc: bool) -> GeneratorSpec:
+    base = presets.get("pixelfolder-256-fold-deconv-sc" if sc else "pixelfolder-256-fold-deconv")
+    return _replace_stages(base, stage2={"input_channels": (), "reduce": "avgpool"})
+
+
+#: Candidate layouts of DownSampling + DeConv that are not presets: description and builder.
+CANDIDATES: dict[str, tuple[str, Callable[[], GeneratorSpec]]] = {
+    "down, no projections": (
+        "every stage pools its encoding without the 1x1 projection (stage 0 keeps its "
+        "1024 → 512 conv); the last stage merges 128 + 512 → 512",
+        lambda: _down_pool_all(False)),
+    "down, no projections, -sc": ("the same with the shape-consistent DeConvs",
+                                  lambda: _down_pool_all(True)),
+    "down in the last stage only": (
+        "stages 0 and 1 fold as PixelFolder; the last stage pools its 128 Fourier channels "
+        "without projection and merges 128 + 512 → 512",
+        lambda: _down_pool_last(False)),
+    "down in the last stage only, -sc": ("the same with the shape-consistent DeConvs",
+                                         lambda: _down_pool_last(True)),
+}
+
+_STAGE0_ROWS = ("positional encoding", "input conv 1", "input conv 2", "reduction",
+                "block 1: first layer", "block 1: growth", "block 1: second layer",
+                "block 2: first layer", "block 2: growth", "block 2: second layer")
+
+
+def _shape(t: torch.Tensor) -> str:
+    return f"{t.shape[2]}×{t.shape[3]}×{t.shape[1]}"
+
+
+def first_stage(name: str) -> dict[str, str]:
+    """Layer by layer, the first stage of preset ``name``: kernel (``k×k×in×out``) and output
+    shape (``H×W×C``), recorded with forward hooks on the meta device."""
+    from pixelfold.layers import PixelFold, StyledConv2d
+
+    with torch.device("meta"):
+        G = Generator.from_preset(name)
+    stage = G.synthesis.stages[0]
+    cells: dict[str, str] = {}
+    hooks = []
+
+    def on(row: str, module: nn.Module, describe: Callable[[nn.Module], str]) -> None:
+        def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            cells.setdefault(row, f"{describe(m)} → {_shape(out)}")
+        hooks.append(module.register_forward_hook(hook))
+
+    def conv(m: nn.Module) -> str:
+        if isinstance(m, StyledConv2d):
+            c = m.conv
+            kind = "DeConv" if c.up == 2 else "ModConv"
+            return f"{kind} {c.kernel_size}×{c.kernel_size}×{c.in_channels}×{c.out_channels}"
+        w = m.conv.weight
+        return f"conv {w.shape[2]}×{w.shape[3]}×{w.shape[1]}×{w.shape[0]}"
+
+    def reduction(m: nn.Module) -> str:
+        if isinstance(m, nn.Sequential) and all(isinstance(x, PixelFold) for x in m):
+            return f"fold ×{len(m)}"
+        return f"average pool /{m.kernel_size}"
+
+    def growth(m: nn.Module) -> str:
+        return "unfold" if not isinstance(m, nn.Identity) else "–"
+
+    for i, layer in enumerate(stage.input_layers):
+        on(f"input conv {i + 1}", layer, conv)
+    on("reduction", stage.reduce, reduction)
+    for j, block in enumerate(stage.blocks):
+        on(f"block {j + 1}: first layer", block.conv0, conv)
+        on(f"block {j + 1}: second layer", block.conv1, conv)
+        if not isinstance(block.grow, nn.Identity):
+            on(f"block {j + 1}: growth", block.grow, growth)
+    parts = []
+    if stage.fourier is not None:
+        parts.append(f"Fourier {stage.spec.fourier_channels}")
+    if stage.coord_embedding is not None:
+        parts.append(f"embedding {stage.spec.coord_embedding_channels}")
+    h, w = stage.spec.resolution
+    cells["positional encoding"] = (f"{' + '.join(parts)} → "
+                                    f"{h}×{w}×{stage.spec.positional_channels}")
+    G(torch.zeros(1, G.z_dim, device="meta"))
+    for hk in hooks:
+        hk.remove()
+    return cells
+
+
+def render_ablation() -> str:
+    """The generated ablation page: first stage, counts by convention, DownSampling
+    candidates."""
+    lines = [
+        f"*Generated by `docs/scripts/presets_table.py`, do not edit by hand; regenerate with "
+        f"`{COMMAND}`. Paper columns are the supplementary's Table F; everything else is "
+        f"counted on pixelfold's models.*",
+        "",
+        "**First stage** (16×16 grid → 16×16 output) of each setting as pixelfold builds it: "
+        "kernel `k×k×in×out` → output `H×W×C`; every layer but the 1x1 input convs is "
+        "modulated. The later stages repeat the pattern at 64 and 256.",
+        "",
+        "| layer | " + " | ".join(f"{label}<br>`{name}`" for label, name in ABLATIONS) + " |",
+        "|---|" + "---|" * len(ABLATIONS),
+    ]
+    stages = [first_stage(name) for _, name in ABLATIONS]
+    for row in _STAGE0_ROWS:
+        lines.append(f"| {row} | " + " | ".join(c.get(row, "–") for c in stages) + " |")
+    lines += [
+        "",
+        "**Counts under each convention.** Parameters: pixelfold's (what the model has) and "
+        "the paper's convention (plus the authors' unused merge convolution). GMACs: the "
+        "transposed convolutions of the upsampling ModConvs counted per input or per output "
+        "position, their FIR blur counted or not (pixelfold's convention is per input with the "
+        "blur, the paper's per output without it).",
+        "",
+        "| setting | paper: parameters | parameters | + unused merge conv "
+        "| paper: GMACs | per input, blur | per input, no blur | per output, blur "
+        "| per output, no blur |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, name in ABLATIONS:
+        c = counts_of(name)
+        p_params, p_macs = PAPER[name]
+        m = c.macs
+        cells = [_gmacs(m.count(per_output=po, with_blur=wb))
+                 for po, wb in ((False, True), (False, False), (True, True), (True, False))]
+        lines.append(f"| {label} | {p_params} | {c.params:,d} | {c.params_paper:,d} "
+                     f"| {p_macs} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "**Candidate DownSampling layouts** (not presets), counted in the paper's convention "
+        "beside the paper's DownSampling rows; pixelfold's presets for comparison.",
+        "",
+        "| layout | what it is | paper's convention: parameters | paper's convention: GMACs "
+        "| paper: parameters | paper: GMACs |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    rows = [("`pixelfolder-256-down-deconv`", "the preset: each stage projects its encoding "
+             "to 512 channels with a 1x1 conv at full resolution, then pools",
+             "pixelfolder-256-down-deconv"),
+            ("`pixelfolder-256-down-deconv-sc`", "the preset with the shape-consistent DeConvs",
+             "pixelfolder-256-down-deconv-sc")]
+    rows += [(label, what, label) for label, (what, _) in CANDIDATES.items()]
+    for label, what, key in rows:
+        c = counts_of(key)
+        paper = PAPER["pixelfolder-256-down-deconv-sc" if "sc" in key
+                      else "pixelfolder-256-down-deconv"]
+        lines.append(f"| {label} | {what} | {c.params_paper:,d} "
+                     f"| {_gmacs(c.macs.count('paper'))} | {paper[0]} | {paper[1]} |")
+    return "\n".join(lines) + "\n"
+
+
 def render() -> dict[Path, str]:
     """Every generated file and its text."""
-    files = {OUT: render_table()}
+    files = {OUT: _section("presets", render_table()) + "\n"
+             + _section("ablation", render_ablation())}
     for name in SPEC_FILES:
         files[MODELS / "specs" / f"{name}.json"] = presets.get(name).to_json() + "\n"
     return files

@@ -85,6 +85,10 @@ class StageBlock(nn.Module):
         rgb_upsample: whether the ToRGB upsamples the running RGB by 2.
         blur_kernel: FIR taps.
         channel_order: channel layout of unfolding.
+        mid_channels: width after the growth (the input of the second ModConv); default: the
+            growth's own (``out_channels / reduce_factor²`` after an unfold, else
+            ``out_channels``). The first ModConv outputs it (times ``reduce_factor²`` before an
+            unfold).
     """
 
     def __init__(
@@ -97,31 +101,33 @@ class StageBlock(nn.Module):
         rgb_upsample: bool,
         blur_kernel: tuple[int, ...],
         channel_order: str,
+        mid_channels: int | None = None,
     ) -> None:
         super().__init__()
         h, w = resolution
         g = spec.grow_factor
         out_res = (h * g, w * g)
         k = spec.kernel_size
+        f2 = spec.reduce_factor**2
+        if mid_channels is None:
+            mid_channels = out_channels // f2 if spec.grow == "unfold" else out_channels
+        mid = mid_channels
         self.grow: nn.Module
         if spec.grow == "deconv":
-            self.conv0 = StyledConv2d(in_channels, out_channels, k, style_dim, up=2,
+            self.conv0 = StyledConv2d(in_channels, mid, k, style_dim, up=2,
                                       noise=spec.noise, resolution=out_res)
             self.grow = nn.Identity()
-            mid = out_channels
         else:
-            self.conv0 = StyledConv2d(in_channels, out_channels, k, style_dim,
+            first = mid * f2 if spec.grow == "unfold" else mid
+            self.conv0 = StyledConv2d(in_channels, first, k, style_dim,
                                       noise=spec.noise, resolution=resolution)
             if spec.grow == "unfold":
                 self.grow = PixelUnfold(spec.reduce_factor,
                                         channel_order=channel_order)  # type: ignore[arg-type]
-                mid = out_channels // spec.reduce_factor**2
             elif spec.grow == "nearest":
                 self.grow = nn.Upsample(scale_factor=2, mode="nearest")
-                mid = out_channels
             else:
                 self.grow = nn.Identity()
-                mid = out_channels
         self.conv1 = StyledConv2d(mid, out_channels, k, style_dim, noise=spec.noise,
                                   resolution=out_res)
         self.to_rgb = ToRGB(out_channels, style_dim, upsample=rgb_upsample,
@@ -200,11 +206,11 @@ class SynthesisStage(nn.Module):
         blocks = []
         res = st.reduced_resolution
         cin = block_in
-        for cout in st.block_channels:
+        for cout, mid in zip(st.block_channels, st.block_mid_channels, strict=True):
             out_res = (res[0] * st.grow_factor, res[1] * st.grow_factor)
             upsample = rgb_resolution is not None and out_res != rgb_resolution
             blocks.append(StageBlock(cin, cout, st, spec.w_dim, res, upsample, spec.blur_kernel,
-                                     spec.channel_order))
+                                     spec.channel_order, mid_channels=mid))
             rgb_resolution = out_res
             res = out_res
             cin = cout

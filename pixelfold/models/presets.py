@@ -83,6 +83,7 @@ def pixelfolder(
     stage0_hidden: int | None = None,
     stage0_projection: int = 32,
     noise: bool = True,
+    shape_consistent: bool = False,
 ) -> GeneratorSpec:
     """The PixelFolder layout as the authors' code builds it, for any stage resolutions.
 
@@ -109,6 +110,10 @@ def pixelfolder(
         stage0_hidden: width of stage 0's first 1x1 conv (default ``channels[R0]``).
         stage0_projection: width of stage 0's projection before folding.
         noise: noise injection in the ModConvs.
+        shape_consistent: with a growth other than ``"unfold"``, make it output the tensor an
+            unfold would, ``block / 4`` channels at twice the resolution, so the second ModConv
+            of each block takes ``block / 4`` channels as in PixelFolder (the paper's ``-sc``
+            ablations; see ``StageSpec.mid_channels``). With ``"unfold"`` it changes nothing.
     """
     ch = dict(PIXELFOLDER_CHANNELS if channels is None else channels)
     four = dict(ch if fourier_channels is None else fourier_channels)
@@ -128,11 +133,14 @@ def pixelfolder(
             inputs = (proj,)
             emb = 0
             stage_merge = merge
+        mid = (tuple(c // 4 for c in blocks) if shape_consistent and grow != "unfold"
+               else ())
         stages.append(StageSpec(
             resolution=res, block_channels=blocks, fourier_channels=four[res],
             coord_embedding_channels=emb, input_channels=inputs, input_layer="conv",
             reduce_steps=2, reduce_factor=2, reduce=reduce, merge=stage_merge,  # type: ignore[arg-type]
             kernel_size=3, grow=grow, rgb="skip", noise=noise,  # type: ignore[arg-type]
+            mid_channels=mid,
         ))
         prev_out = blocks[-1]
     return GeneratorSpec(stages=tuple(stages), z_dim=z_dim, w_dim=w_dim,
@@ -201,6 +209,22 @@ def _fold_deconv() -> GeneratorSpec:
 def _down_deconv() -> GeneratorSpec:
     """DownSampling + DeConv: average pooling instead of folding, upsampling ModConvs."""
     return pixelfolder((16, 64, 256), grow="deconv", reduce="avgpool", stage0_projection=512)
+
+
+@register("pixelfolder-256-fold-deconv-sc")
+def _fold_deconv_sc() -> GeneratorSpec:
+    """Fold + DeConv, shape-consistent: each ``ModConv -> unfold`` becomes one upsampling
+    ModConv to ``block / 4`` channels (3x3x512x128 in the first stage), the tensor an unfold
+    gives, and the second ModConv keeps PixelFolder's ``block / 4 -> block`` (3x3x128x512)."""
+    return pixelfolder((16, 64, 256), grow="deconv", shape_consistent=True)
+
+
+@register("pixelfolder-256-down-deconv-sc")
+def _down_deconv_sc() -> GeneratorSpec:
+    """DownSampling + DeConv, shape-consistent: ``pixelfolder-256-down-deconv`` with the
+    upsampling ModConvs of ``pixelfolder-256-fold-deconv-sc``."""
+    return pixelfolder((16, 64, 256), grow="deconv", reduce="avgpool", stage0_projection=512,
+                       shape_consistent=True)
 
 
 @register("pixelfolder-256-no-coord")

@@ -17,7 +17,9 @@ features and then into RGB:
    pooling (the paper's DownSampling ablation);
 4. **merge** with the previous stage's output: concatenation + 1x1 conv, addition, or none;
 5. **blocks**: each is ModConv -> growth (unfold / transposed ModConv / nearest / none) ->
-   ModConv -> ToRGB; the RGB outputs accumulate across blocks and stages.
+   ModConv -> ToRGB; the RGB outputs accumulate across blocks and stages. The width between
+   the growth and the second ModConv is derived from the growth (``block / factor²`` after an
+   unfold, the block width otherwise) unless ``mid_channels`` sets it.
 """
 
 from __future__ import annotations
@@ -154,6 +156,14 @@ class StageSpec:
             doubled (StyleGAN2, PixelFolder); ``"sum"``: the stage's RGBs are summed at one
             resolution (CIPS).
         noise: per-pixel noise injection in the block ModConvs.
+        mid_channels: width of each block after its growth, i.e. the input width of its second
+            ModConv (one entry per block, or empty for the default: ``block / reduce_factor²``
+            with ``"unfold"``, the block width otherwise). The first ModConv outputs this width
+            (``mid * reduce_factor²`` before an unfold). For example ``grow="deconv"`` with
+            ``mid_channels = block / 4`` is the paper's *shape-consistent* DeConv: the
+            transposed ModConv outputs the tensor an unfold would. Left out of
+            [`to_dict`][pixelfold.models.StageSpec.to_dict] when empty, so the configs of
+            specs that do not use it are unchanged.
     """
 
     resolution: tuple[int, int]
@@ -171,6 +181,7 @@ class StageSpec:
     grow: GrowMode = "unfold"
     rgb: RGBMode = "skip"
     noise: bool = True
+    mid_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         where = "StageSpec"
@@ -180,6 +191,13 @@ class StageSpec:
                                          allow_empty=False)
         self.input_channels = _int_tuple(where, "input_channels", self.input_channels,
                                          allow_empty=True)
+        self.mid_channels = _int_tuple(where, "mid_channels", self.mid_channels,
+                                       allow_empty=True)
+        if self.mid_channels and len(self.mid_channels) != len(self.block_channels):
+            raise _err(where, "mid_channels",
+                       f"needs one width per block ({len(self.block_channels)}) or none, got "
+                       f"{list(self.mid_channels)} for block_channels "
+                       f"{list(self.block_channels)}")
         _pos_int(where, "fourier_channels", self.fourier_channels, zero_ok=True)
         _pos_int(where, "coord_embedding_channels", self.coord_embedding_channels, zero_ok=True)
         _pos_int(where, "reduce_steps", self.reduce_steps, zero_ok=True)
@@ -226,6 +244,24 @@ class StageSpec:
         return h * g, w * g
 
     @property
+    def block_mid_channels(self) -> tuple[int, ...]:
+        """Width of each block after its growth (the input of its second ModConv):
+        ``mid_channels``, or the growth's default."""
+        if self.mid_channels:
+            return self.mid_channels
+        if self.grow == "unfold":
+            return tuple(c // self.reduce_factor**2 for c in self.block_channels)
+        return self.block_channels
+
+    @property
+    def block_first_channels(self) -> tuple[int, ...]:
+        """Output width of each block's first ModConv: the mid width, times
+        ``reduce_factor²`` when an unfold follows."""
+        if self.grow == "unfold":
+            return tuple(m * self.reduce_factor**2 for m in self.block_mid_channels)
+        return self.block_mid_channels
+
+    @property
     def positional_channels(self) -> int:
         """Width of the concatenated positional encoding."""
         return self.fourier_channels + self.coord_embedding_channels
@@ -249,8 +285,10 @@ class StageSpec:
         return n_in + 2 * len(self.block_channels)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (tuples become lists)."""
+        """A JSON-serializable dict (tuples become lists); ``mid_channels`` only when set."""
         out = dataclasses.asdict(self)
+        if not self.mid_channels:
+            del out["mid_channels"]
         for key, value in out.items():
             if isinstance(value, tuple):
                 out[key] = list(value)
@@ -360,7 +398,7 @@ class GeneratorSpec:
                                f"merge='add' needs the previous stage's {prev_ch}")
             f2 = st.reduce_factor**2
             for j, cout in enumerate(st.block_channels):
-                if st.grow == "unfold" and cout % f2:
+                if st.grow == "unfold" and not st.mid_channels and cout % f2:
                     raise _err(where, f"block_channels[{j}]",
                                f"= {cout} is not divisible by reduce_factor² = {f2}, "
                                f"needed to unfold")
@@ -481,8 +519,9 @@ class GeneratorSpec:
                 f"  stage {i}: grid {st.resolution[0]}x{st.resolution[1]} -> "
                 f"{st.reduce} x{st.reduction} -> {st.reduced_resolution[0]}x"
                 f"{st.reduced_resolution[1]}x{self.block_input_channels(i)}, merge={st.merge}, "
-                f"blocks {list(st.block_channels)} ({st.grow}) -> "
-                f"{st.output_resolution[0]}x{st.output_resolution[1]}"
+                f"blocks {list(st.block_channels)} ({st.grow}"
+                + (f", mid {list(st.mid_channels)}" if st.mid_channels else "")
+                + f") -> {st.output_resolution[0]}x{st.output_resolution[1]}"
             )
         return "\n".join(lines)
 

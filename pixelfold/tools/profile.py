@@ -7,6 +7,11 @@ What is measured:
 - ``gmacs``: [`count_macs`][pixelfold.metrics.count_macs] per image at batch 1 (the paper's
   convention), counted on a copy of the architecture built on the ``meta`` device, so it
   takes no time and no memory whatever the model size.
+- with ``convention="paper"`` also ``params_paper`` and ``gmacs_paper``: the same counts in
+  the PixelFolder paper's convention (see
+  [`pixelfold.metrics.profile`][pixelfold.metrics.profile]), which differ from pixelfold's
+  for PixelFolder layouts (the authors' unused merge convolution) and for upsampling ModConvs
+  (counted per output position, without their blur).
 - ``images_per_s``: ``batch_size`` divided by the median time of ``iters`` forward passes
   ``G(z)`` (mapping + synthesis) under ``torch.inference_mode``, after ``warmup`` untimed
   passes; on CUDA each pass is bracketed by ``torch.cuda.synchronize``.
@@ -33,7 +38,8 @@ from typing import Any
 
 import torch
 
-from ..metrics import count_macs, count_params
+from ..metrics import count_params
+from ..metrics.profile import CONVENTIONS, Convention, mac_breakdown
 from ..models import Generator, load_generator
 from ..utils.errors import ConfigError
 from .device import resolve_device
@@ -138,6 +144,7 @@ def profile_generator(
     noise_mode: str = "const",
     seed: int = 0,
     threads: int | None = None,
+    convention: Convention = "pixelfold",
 ) -> dict[str, Any]:
     """Parameters, GMACs per image, images per second and peak memory of a generator.
 
@@ -158,15 +165,19 @@ def profile_generator(
         threads: CPU threads during the timing (``torch.set_num_threads``, restored
             afterwards; default: leave torch's setting). CPU timings suffer much from other
             busy processes; one thread is the most robust to them.
+        convention: ``"pixelfold"`` (default) or ``"paper"``, which adds ``params_paper`` and
+            ``gmacs_paper``, the counts in the PixelFolder paper's convention, next to
+            pixelfold's own.
 
     Returns:
         a JSON-serializable dict with keys ``model``, ``device``, ``dtype``, ``batch_size``,
         ``params``, ``params_mapping``, ``params_synthesis``, ``gmacs``, ``images_per_s``,
         ``seconds_per_batch``, ``warmup``, ``iters``, ``threads``, ``peak_memory_mb`` and
-        ``memory_measure``.
+        ``memory_measure`` (and, with ``convention="paper"``, ``convention``,
+        ``params_paper`` and ``gmacs_paper``).
 
     Raises:
-        ValueError: bad batch size, counts, device or dtype.
+        ValueError: bad batch size, counts, device, dtype or convention.
         FileNotFoundError: ``model`` names no folder or preset.
         MemoryLimitError: a batch of ``batch_size`` does not fit on the device (estimated
             before anything is allocated).
@@ -175,6 +186,8 @@ def profile_generator(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads!r}")
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if warmup < 0 or iters < 1:
         raise ConfigError(f"need warmup >= 0 and iters >= 1, got warmup={warmup!r}, "
                           f"iters={iters!r}")
@@ -197,7 +210,13 @@ def profile_generator(
 
     with torch.device("meta"):
         G_meta = Generator(G.spec)
-    macs = count_macs(G_meta, batch_size=1)
+    breakdown = mac_breakdown(G_meta, batch_size=1)
+    macs = breakdown.total
+    paper: dict[str, Any] = {}
+    if convention == "paper":
+        paper = {"convention": "paper",
+                 "params_paper": count_params(G_meta, convention="paper"),
+                 "gmacs_paper": breakdown.count("paper") / 1e9}
 
     z = torch.randn(batch_size, G.z_dim, generator=torch.Generator().manual_seed(seed))
     z = z.to(dev, dtype)
@@ -235,6 +254,7 @@ def profile_generator(
         "threads": used_threads if dev.type == "cpu" else None,
         "peak_memory_mb": memory.mb,
         "memory_measure": memory.measure,
+        **paper,
     }
 
 
@@ -255,6 +275,13 @@ def format_profile(result: dict[str, Any]) -> str:
         ("params (synthesis)", f"{result['params_synthesis']:,d}"),
         ("params (total)", f"{result['params']:,d}"),
         ("GMACs / image", f"{result['gmacs']:,.3f} (batch 1)"),
+    ]
+    if "gmacs_paper" in result:
+        rows += [
+            ("params (paper)", f"{result['params_paper']:,d} (the paper's convention)"),
+            ("GMACs (paper)", f"{result['gmacs_paper']:,.3f} (the paper's convention)"),
+        ]
+    rows += [
         ("images / s", f"{result['images_per_s']:,.2f} (median of {result['iters']} batches "
                        f"after {result['warmup']} warm-up)"),
         ("peak memory", memory),

@@ -207,15 +207,14 @@ def generator_values(spec: Any) -> int:
             total += block_in * (st.reduced_channels + block_in) + block_in
         rh, rw = st.reduced_resolution
         cin, k, g = block_in, st.kernel_size, st.grow_factor
-        for cout in st.block_channels:
+        for cout, mid, first in zip(st.block_channels, st.block_mid_channels,
+                                    st.block_first_channels, strict=True):
             oh, ow = rh * g, rw * g
             out_noise = oh * ow if st.noise else None
             if st.grow == "deconv":
-                total += styled(cin, cout, k, out_noise, up=True)
-                mid = cout
+                total += styled(cin, first, k, out_noise, up=True)
             else:
-                total += styled(cin, cout, k, rh * rw if st.noise else None)
-                mid = cout // st.reduce_factor**2 if st.grow == "unfold" else cout
+                total += styled(cin, first, k, rh * rw if st.noise else None)
             total += styled(mid, cout, k, out_noise)
             total += 3 * cout + wd * cout + cout + 3  # ToRGB: 1x1 ModConv (no bias) + bias
             if rgb_res is not None and (oh, ow) != rgb_res:
@@ -276,11 +275,11 @@ def generator_batch_bytes(spec: Any, batch_size: int, dtype: torch.dtype = torch
         if st.input_layer == "conv":
             kept += st.reduced_channels * rh * rw
         cin, k, g = spec.block_input_channels(i), st.kernel_size, st.grow_factor
-        for cout in st.block_channels:
+        for cout, mid, first in zip(st.block_channels, st.block_mid_channels,
+                                    st.block_first_channels, strict=True):
             oh, ow = rh * g, rw * g
-            mid = cout // st.reduce_factor**2 if st.grow == "unfold" else cout
             first_out = (oh * ow) if st.grow == "deconv" else (rh * rw)
-            per_image = max(per_image, layer(cin, cout, k, rh * rw, first_out),
+            per_image = max(per_image, layer(cin, first, k, rh * rw, first_out),
                             layer(mid, cout, k, oh * ow, oh * ow),
                             layer(cout, spec.image_channels, 1, oh * ow, oh * ow))
             rh, rw, cin = oh, ow, cout
