@@ -753,6 +753,67 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# demo
+
+DEMO_DESCRIPTION = """\
+Serve an interactive page for MODEL (Gradio: pip install "pixelfold[demo]"), at
+http://HOST:PORT until Ctrl-C: seed and truncation sliders and the noise mode; per-stage
+style mixing with a second seed; an interpolation strip from the first seed to the second (z
+or w); and the SeFa edit directions with a strength slider when pixelfold.tools.edit is
+installed. Every control re-renders the images it affects (tens of milliseconds for the tiny
+presets on a CPU).
+
+--host 127.0.0.1 (the default) serves this machine only; 0.0.0.0 every interface. --share
+yes also opens a public gradio.live link (needs internet)."""
+
+
+@command("demo")
+def _build_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="an interactive page: seeds, truncation, mixing, "
+                                    "interpolation, edits (Gradio)",
+                       description=DEMO_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--port", type=int, default=7860,
+                   help="port of the page (0: a free one; default: 7860)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--share", choices=["no", "yes"], default="no",
+                   help="also a public gradio.live link (default: no)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .tools import resolve_device
+    from .tools.demo import launch_demo, require_gradio
+
+    try:
+        require_gradio()  # before the model: says how to install it
+    except ModuleNotFoundError as exc:
+        raise CLIError(str(exc)) from None
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port {args.port}: expected 0 (a free port) to 65535")
+    if not args.host.strip():
+        raise CLIError("--host is empty: give an address such as 127.0.0.1 or 0.0.0.0")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(f"--device: {exc}") from None
+    demo = launch_demo(args.model, host=args.host, port=args.port, share=args.share == "yes",
+                       device=device, block=False)
+    share = f" and {demo.share_url}" if getattr(demo, "share_url", None) else ""
+    print(f"serving the demo of {args.model} on {demo.local_url}{share} ({device}); Ctrl-C "
+          f"stops it", flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # entry point
 
 EPILOG = """\
