@@ -786,23 +786,18 @@ def _build_demo(sub: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .tools import resolve_device
-    from .tools.demo import launch_demo, require_gradio
+    from .tools.demo import DEMO_INSTALL, gradio_available, launch_demo
 
-    try:
-        require_gradio()  # before the model: says how to install it
-    except ModuleNotFoundError as exc:
-        raise CLIError(str(exc)) from None
+    if not gradio_available():  # first: says how to install it
+        raise CLIError(f"the demo needs gradio, which is not installed: {DEMO_INSTALL}")
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port {args.port}: expected 0 (a free port) to 65535")
     if not args.host.strip():
         raise CLIError("--host is empty: give an address such as 127.0.0.1 or 0.0.0.0")
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        raise CLIError(f"--device: {exc}") from None
-    demo = launch_demo(args.model, host=args.host, port=args.port, share=args.share == "yes",
-                       device=device, block=False)
+    G = _load(args)  # bad models fail here, before gradio is imported (seconds)
+    device = next(G.parameters()).device
+    demo = launch_demo(G, host=args.host, port=args.port, share=args.share == "yes",
+                       block=False, name=args.model)
     share = f" and {demo.share_url}" if getattr(demo, "share_url", None) else ""
     print(f"serving the demo of {args.model} on {demo.local_url}{share} ({device}); Ctrl-C "
           f"stops it", flush=True)

@@ -21,6 +21,16 @@ from pixelfold.models import Generator
 from pixelfold.tools.demo import DemoRenderer, edit_directions
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One thread for the tiny tensors of this file: on a CPU shared with other busy
+    processes, two threads wait for each other (tens of times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def generator() -> Generator:
     with torch.random.fork_rng(devices=[]):
@@ -90,23 +100,17 @@ def test_renderer_edits_and_their_detection(generator, monkeypatch):
 
 def test_the_page_renders_quickly_for_a_tiny_preset(generator):
     """The work behind one control change, on the CPU: well under a second (measured:
-    10-20 ms per image). One thread: on a CPU shared with other busy processes, two
-    threads wait for each other (tens of times slower)."""
+    10-20 ms per image)."""
     r = DemoRenderer(generator)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for fn in (lambda s: r.sample(s), lambda s: r.mix(s, s + 1, r.stage_labels[:1]),
-                   lambda s: r.strip(s, s + 1, 7)):
-            fn(0)  # first calls set up the convolutions
-            times = []
-            for seed in range(1, 6):
-                start = time.perf_counter()
-                fn(seed)
-                times.append(time.perf_counter() - start)
-            assert sorted(times)[2] < 0.25, times  # the median
-    finally:
-        torch.set_num_threads(threads)
+    for fn in (lambda s: r.sample(s), lambda s: r.mix(s, s + 1, r.stage_labels[:1]),
+               lambda s: r.strip(s, s + 1, 7)):
+        fn(0)  # first calls set up the convolutions
+        times = []
+        for seed in range(1, 6):
+            start = time.perf_counter()
+            fn(seed)
+            times.append(time.perf_counter() - start)
+        assert sorted(times)[2] < 0.25, times  # the median
 
 
 # ---- the command -------------------------------------------------------------------------------
@@ -115,18 +119,24 @@ def test_the_page_renders_quickly_for_a_tiny_preset(generator):
 def test_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys):
     from pixelfold.cli import main
 
-    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
+    monkeypatch.setitem(sys.modules, "gradio", None)  # not found, import gradio fails
     assert main(["demo", "pixelfolder-tiny-32"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err == ('pixelfold demo: error: the demo needs gradio, which is not installed: '
                    'pip install "pixelfold[demo]"\n')
+    from pixelfold.tools.demo import require_gradio
+
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "pixelfold\[demo\]"'):
+        require_gradio()
 
 
 def test_demo_bad_input(tmp_path, capsys):
     from pixelfold.cli import main
 
-    pytest.importorskip("gradio", reason="the demo's checks after gradio's need gradio")
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("the demo's checks after gradio's need gradio (pip install "
+                    "\"pixelfold[demo]\")")
     assert main(["demo", str(tmp_path / "missing")]) == 2
     assert "is neither a folder with config.json" in capsys.readouterr().err
     assert main(["demo", "pixelfolder-tiny-32", "--port", "70000"]) == 2

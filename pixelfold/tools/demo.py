@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..models import Generator
 
 __all__ = ["DEMO_INSTALL", "MAX_DEMO_SEED", "DemoRenderer", "build_demo", "edit_directions",
-           "launch_demo", "require_gradio"]
+           "gradio_available", "launch_demo", "require_gradio"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,11 @@ MAX_DEMO_SEED = 100_000
 """The seed sliders' range is 0 to this (the number box beside a slider takes the same)."""
 _DISPLAY = 256  # images are enlarged (nearest) to at least this side for the page
 _STRIP_FRAME = 96  # side of each frame of the interpolation strip on the page
+
+
+def gradio_available() -> bool:
+    """Whether gradio is installed (without importing it, which takes seconds)."""
+    return importlib.util.find_spec("gradio") is not None
 
 
 def require_gradio() -> Any:
@@ -277,7 +282,8 @@ def build_demo(G: Generator, *, name: str = "generator", preset: bool = False,
 
 def launch_demo(model: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
                 device: str | torch.device | None = None, block: bool = True,
-                directions: torch.Tensor | None | str = "auto") -> Any:
+                directions: torch.Tensor | None | str = "auto", name: str | None = None
+                ) -> Any:
     """Serve the demo of ``model`` on ``http://host:port``.
 
     Args:
@@ -290,6 +296,9 @@ def launch_demo(model: Any, *, host: str = "127.0.0.1", port: int = 7860, share:
         block: wait until Ctrl-C (``False``: return at once, the server running in the
             background; ``demo.close()`` stops it).
         directions: as in [`build_demo`][pixelfold.tools.demo.build_demo].
+        name: what the page's title calls the model (``None``: ``model`` itself, or the
+            class name of a module); a preset name makes the page say the weights are
+            untrained.
 
     Returns:
         The launched ``gradio.Blocks`` (its ``local_url`` is the page).
@@ -306,10 +315,12 @@ def launch_demo(model: Any, *, host: str = "127.0.0.1", port: int = 7860, share:
 
     require_gradio()
     if isinstance(model, nn.Module):
-        G, name, preset = model.eval(), type(model).__name__, False
+        G = model.eval()
+        name = name or type(model).__name__
     else:
         G = load_generator(model, device=resolve_device(device))
-        name, preset = str(model), str(model) in presets.names()
+        name = name or str(model)
+    preset = name in presets.names()
     demo = build_demo(G, name=name, preset=preset, directions=directions)
     if port == 0:
         import socket
