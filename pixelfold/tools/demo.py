@@ -177,8 +177,10 @@ class DemoRenderer:
 
 def _title(name: str, G: Generator, preset: bool) -> str:
     spec_name = getattr(G.spec, "name", None) or type(G).__name__
-    text = (f"## pixelfold demo: {name}\n\n`{spec_name}`, {G.resolution}x{G.resolution} "
-            f"images, z_dim {G.z_dim}, {G.num_ws} styles ws.")
+    side = G.resolution
+    size = "x".join(map(str, side)) if isinstance(side, (tuple, list)) else f"{side}x{side}"
+    text = (f"## pixelfold demo: {name}\n\n`{spec_name}`: {size} images, z_dim {G.z_dim}, "
+            f"{G.num_ws} style vectors (ws) in {len(G.synthesis.stages)} stages.")
     if preset:
         text += (" **A preset name: randomly initialized, untrained weights** (give a "
                  "save_pretrained folder or a Hub id for a trained model).")
