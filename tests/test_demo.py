@@ -188,7 +188,8 @@ def test_the_page_in_a_headless_browser(generator, tmp_path):
 
     from pixelfold.tools.demo import launch_demo
 
-    demo = launch_demo(generator, port=0, block=False)
+    directions = torch.linalg.qr(torch.randn(generator.w_dim, 3))[0].T  # an edit section too
+    demo = launch_demo(generator, port=0, block=False, directions=directions)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
@@ -198,7 +199,7 @@ def test_the_page_in_a_headless_browser(generator, tmp_path):
         browser.get(demo.local_url)
         wait = WebDriverWait(browser, 30, poll_frequency=0.05)
         first = wait.until(lambda b: _src(b, "sample"))
-        for panel in ("mix", "strip"):
+        for panel in ("mix", "strip", "edited"):
             assert wait.until(lambda b, p=panel: _src(b, p))
         # move the seed slider one step with the keyboard, as a user would
         slider = browser.find_element(By.CSS_SELECTOR, "#seed input[type=range]")

@@ -9,6 +9,7 @@ also used by ``tests/test_metrics_inputs.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +129,9 @@ def _setup_files(**files: str):
     return setup
 
 
-def _setup_reports(**reports: dict) -> callable:
-    """Metrics report files by name, each from ``MetricsReport`` keyword arguments."""
+def _setup_reports(**reports: dict | str) -> Callable[[Path], None]:
+    """Metrics report files by name, each from ``MetricsReport`` keyword arguments (or a
+    string: the file's text)."""
     def setup(folder: Path) -> None:
         from pixelfold.metrics import MetricsReport
 
