@@ -519,79 +519,181 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 # eval
 
 EVAL_DESCRIPTION = """\
-Evaluate a generator against real images: FID, KID and precision/recall by default (--metrics),
-plus IS, PPL and FD-DINOv2 on request. REAL is a Hub dataset id, a local image folder, a folder
-written by save_to_disk, 'digits', or an .npz of precomputed statistics (FID/IS/FD only).
+Evaluate generated images against real images: FID, KID and precision/recall by default
+(--metrics), plus IS, PPL and FD-DINOv2 on request.
+
+MODEL is the generated side: a model (a preset, a save_pretrained folder, a Hub id), a folder
+of generated images (any folder without config.json; also a save_to_disk folder), or an .npz
+of their precomputed statistics (FID/FD only). REAL is a Hub dataset id, a local image folder,
+a folder written by save_to_disk, 'digits', or an .npz of precomputed statistics (FID/IS/FD
+only). Images read from files are resized to the model's resolution (for a folder of
+generated images: their own side, or --resolution) with --resize-filter.
+
+KID uses 100 subsets of min(1000, generated, real) images. With 1,000 images or fewer on
+each side, the same number, every subset would be all of them: KID is then computed once and
+reported without a spread (--kid-subset-size N//2 gives a spread over smaller subsets).
+
+Runs of 20 batches or more time two batches first and print one warning when the whole run
+would take more than 10 minutes (50,000 + 50,000 images take hours on a CPU).
+
+--compare A.json B.json prints two reports written by --json-out side by side with their
+differences, and refuses when their protocols differ (image counts, real images, feature
+networks and weights, KID subsets, truncation, noise, versions, ...), naming every field;
+--allow-different FIELD,... accepts named differences. What was evaluated (the generator or
+images), the device, durations and file paths (their SHA-256 are compared) may differ.
 
 Feature extractors are downloaded on first use when online; offline, pass the weights files
 (--inception-weights, --vgg16-weights, --lpips-weights, --dinov2-weights) or set
 PIXELFOLD_INCEPTION_WEIGHTS, PIXELFOLD_VGG16_WEIGHTS, PIXELFOLD_LPIPS_WEIGHTS,
 PIXELFOLD_DINOV2_WEIGHTS. The report lists the protocol with every number: image counts, resize
-filter, uint8 quantization by rounding, feature extractors and weights files, PPL space."""
+filters, uint8 quantization by rounding, the networks' input resize (299x299 bilinear for
+Inception), feature extractors and weights files, PPL space, torch/torch-fidelity/pixelfold
+versions."""
 
 EVAL_METRICS = ("fid", "kid", "pr", "is", "ppl", "fd-dinov2")
+
+EVAL_MODEL_HELP = ("the generated side: a preset, a save_pretrained folder or a Hub id; a "
+                   "folder of generated images; or an .npz of their statistics")
 
 
 @command("eval")
 def _build_eval(sub: Any) -> None:
-    p = sub.add_parser("eval", help="FID, KID, precision/recall, IS, PPL, FD-DINOv2",
+    p = sub.add_parser("eval", help="FID, KID, precision/recall, IS, PPL, FD-DINOv2; --compare",
                        description=EVAL_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_model(p)
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help=EVAL_MODEL_HELP)
     p.add_argument("--real", default=None, metavar="REAL",
                    help="real images or statistics (required unless only ppl is asked)")
     p.add_argument("--metrics", default="fid,kid,pr",
                    help=f"comma-separated, from {', '.join(EVAL_METRICS)} (default: fid,kid,pr)")
-    p.add_argument("--num-gen", type=int, default=50_000, help="generated images (default 50000)")
+    p.add_argument("--num-gen", type=int, default=50_000,
+                   help="generated images (at most, from a folder; default 50000)")
     p.add_argument("--num-real", type=int, default=50_000,
                    help="real images at most (default 50000)")
     p.add_argument("--ppl-samples", type=int, default=50_000, help="PPL pairs (default 50000)")
     p.add_argument("--ppl-space", choices=["z", "w"], default="z", help="PPL space (default z)")
     p.add_argument("--resize-filter", default="box",
                    choices=["box", "bilinear", "bicubic", "lanczos", "nearest"],
-                   help="filter resizing the real images to the generator's resolution")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+                   help="filter resizing images read from files to the common resolution "
+                        "(default: box)")
+    p.add_argument("--resolution", type=int, default=None, metavar="N",
+                   help="common side when MODEL is images or statistics (default: the "
+                        "generated images' own)")
+    p.add_argument("--kid-subset-size", type=int, default=None, metavar="N",
+                   help="images per KID subset (default: min(1000, generated, real))")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the generated images and of the subsets (default: 0)")
     for name in ("inception", "vgg16", "lpips", "dinov2"):
         p.add_argument(f"--{name}-weights", default=None, metavar="PATH",
                        help=f"local {name} weights file (offline use)")
     p.add_argument("--json-out", default=None, metavar="PATH", help="also write the report as JSON")
-    _add_sampling(p, batch_size=64)
-    p.set_defaults(func=_cmd_eval, noise_mode="random")
+    p.add_argument("--compare", nargs=2, default=None, metavar=("A.json", "B.json"),
+                   help="compare two reports written by --json-out (no MODEL then)")
+    p.add_argument("--allow-different", default="", metavar="FIELD,...",
+                   help="with --compare: protocol fields allowed to differ")
+    p.add_argument("--truncation", "--trunc", dest="truncation", type=float, default=1.0,
+                   metavar="PSI",
+                   help=f"truncation psi of a model in [{PSI_RANGE[0]:g}, {PSI_RANGE[1]:g}] "
+                        "(default: 1, none: the paper's protocol)")
+    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="random",
+                   help="per-pixel noise of a model for fid/kid/pr/is/fd-dinov2: random "
+                        "(fresh each image, the paper's protocol), const (the stored noise "
+                        "images) or none (default: random; ppl always uses const, as "
+                        "StyleGAN2)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="images per batch (default: 64)")
+    p.add_argument("--device", default=None,
+                   help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, "
+                        "else cpu)")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _eval_compare(args: argparse.Namespace) -> int:
+    from .metrics import MetricsReport
+
+    if args.model is not None:
+        raise CLIError(f"--compare takes two reports, not MODEL ({args.model!r})")
+    a_path, b_path = args.compare
+    a, b = MetricsReport.load(a_path), MetricsReport.load(b_path)
+    allow = {f.strip() for f in args.allow_different.split(",") if f.strip()}
+    try:
+        table = a.compare(b, allow=allow)
+    except ValueError as exc:
+        raise CLIError(f"{a_path} and {b_path}: {exc} (--allow-different FIELD,... to "
+                       f"compare anyway)") from None
+    print(f"A: {a_path}\nB: {b_path}\n")
+    print(table)
+    return 0
+
+
+def _eval_generated(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The generated side (a loaded model, or the path of images or statistics) and the
+    device."""
+    from .metrics import is_model_folder, is_statistics
+    from .tools import resolve_device
+
+    _check_psi(args.truncation)
+    _positive(args.batch_size, "--batch-size")
+    path = Path(args.model)
+    if is_statistics(args.model) or (path.is_dir() and not is_model_folder(path)):
+        try:
+            device = resolve_device(args.device)
+        except ValueError as exc:
+            raise CLIError(f"--device: {exc}") from None
+        return args.model, device
+    G = _load(args)
+    return G, next(G.parameters()).device
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from . import metrics
 
+    if args.compare is not None:
+        return _eval_compare(args)
+    if args.allow_different:
+        raise CLIError("--allow-different goes with --compare")
+    if args.model is None:
+        raise CLIError("MODEL is required (a model, a folder of generated images or an .npz "
+                       "of their statistics), or --compare A.json B.json")
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in wanted if m not in EVAL_METRICS]
     if bad or not wanted:
         raise CLIError(f"--metrics {args.metrics!r}: choose from {', '.join(EVAL_METRICS)}")
     for flag in ("num_gen", "num_real", "ppl_samples"):
         _positive(getattr(args, flag), "--" + flag.replace("_", "-"))
+    for flag in ("resolution", "kid_subset_size"):
+        if getattr(args, flag) is not None:
+            _positive(getattr(args, flag), "--" + flag.replace("_", "-"))
     needs_real = any(m != "ppl" for m in wanted)
     if needs_real and args.real is None:
         raise CLIError("--real is required for " + ", ".join(m for m in wanted if m != "ppl"))
     json_out = _output_file(args.json_out, (".json",), "--json-out") if args.json_out else None
-    G = _load(args)
-    device = next(G.parameters()).device
+    generated, device = _eval_generated(args)
+    if "ppl" in wanted and isinstance(generated, str):
+        raise CLIError(f"ppl walks a generator's latent space: MODEL {args.model} is "
+                       f"{'statistics' if generated.endswith('.npz') else 'a folder of images'}"
+                       f", not a model")
     common = dict(batch_size=args.batch_size, device=device, seed=args.seed,
                   truncation_psi=args.truncation, progress=_progress())
     report = None
     try:
         if any(m in wanted for m in ("fid", "kid", "pr", "is")):
             report = metrics.compute_metrics(
-                G, args.real, fid="fid" in wanted, kid="kid" in wanted, prc="pr" in wanted,
-                isc="is" in wanted, num_gen=args.num_gen, num_real=args.num_real,
-                inception_weights=args.inception_weights, vgg16_weights=args.vgg16_weights,
-                noise_mode=args.noise_mode, resize_filter=args.resize_filter, **common)
+                generated, args.real, fid="fid" in wanted, kid="kid" in wanted,
+                prc="pr" in wanted, isc="is" in wanted, num_gen=args.num_gen,
+                num_real=args.num_real, inception_weights=args.inception_weights,
+                vgg16_weights=args.vgg16_weights, noise_mode=args.noise_mode,
+                resize_filter=args.resize_filter, resolution=args.resolution,
+                kid_subset_size=args.kid_subset_size, **common)
         if "fd-dinov2" in wanted:
             part = metrics.compute_fd_dinov2(
-                G, args.real, num_gen=args.num_gen, num_real=args.num_real,
+                generated, args.real, num_gen=args.num_gen, num_real=args.num_real,
                 dinov2_weights=args.dinov2_weights, noise_mode=args.noise_mode,
-                resize_filter=args.resize_filter, **common)
+                resize_filter=args.resize_filter, resolution=args.resolution, **common)
             report = part if report is None else report.merge(part)
         if "ppl" in wanted:
-            part = metrics.compute_ppl(G, space=args.ppl_space, num_samples=args.ppl_samples,
+            part = metrics.compute_ppl(generated, space=args.ppl_space,
+                                       num_samples=args.ppl_samples,
                                        lpips_weights=args.lpips_weights,
                                        vgg16_weights=args.vgg16_weights, **common)
             report = part if report is None else report.merge(part)
@@ -693,6 +795,62 @@ def _cmd_plot_metrics(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CLIError(str(exc)) from None
     print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+
+DEMO_DESCRIPTION = """\
+Serve an interactive page for MODEL (Gradio: pip install "pixelfold[demo]"), at
+http://HOST:PORT until Ctrl-C: seed and truncation sliders and the noise mode; per-stage
+style mixing with a second seed; an interpolation strip from the first seed to the second (z
+or w); and the SeFa edit directions with a strength slider when pixelfold.tools.edit is
+installed. Every control re-renders the images it affects (tens of milliseconds for the tiny
+presets on a CPU).
+
+--host 127.0.0.1 (the default) serves this machine only; 0.0.0.0 every interface. --share
+yes also opens a public gradio.live link (needs internet)."""
+
+
+@command("demo")
+def _build_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="an interactive page: seeds, truncation, mixing, "
+                                    "interpolation, edits (Gradio)",
+                       description=DEMO_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--port", type=int, default=7860,
+                   help="port of the page (0: a free one; default: 7860)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--share", choices=["no", "yes"], default="no",
+                   help="also a public gradio.live link (default: no)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .tools.demo import DEMO_INSTALL, gradio_available, launch_demo
+
+    if not gradio_available():  # first: says how to install it
+        raise CLIError(f"the demo needs gradio, which is not installed: {DEMO_INSTALL}")
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port {args.port}: expected 0 (a free port) to 65535")
+    if not args.host.strip():
+        raise CLIError("--host is empty: give an address such as 127.0.0.1 or 0.0.0.0")
+    G = _load(args)  # bad models fail here, before gradio is imported (seconds)
+    device = next(G.parameters()).device
+    demo = launch_demo(G, host=args.host, port=args.port, share=args.share == "yes",
+                       block=False, name=args.model)
+    share = f" and {demo.share_url}" if getattr(demo, "share_url", None) else ""
+    print(f"serving the demo of {args.model} on {demo.local_url}{share} ({device}); Ctrl-C "
+          f"stops it", flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from PIL import Image
 from torch import nn
 
 from pixelfold.metrics import (
@@ -333,7 +334,8 @@ def test_kid_matches_an_independent_mmd_and_is_unbiased():
 def test_compute_metrics_reports_numbers_and_protocol(fidelity_report, inception_file):
     r = fidelity_report
     assert math.isfinite(r.fid) and r.fid >= 0
-    assert math.isfinite(r.kid) and math.isfinite(r.kid_std)
+    # 12 + 12 images: every KID subset would be all of them, so one value and no spread
+    assert math.isfinite(r.kid) and r.kid_std is None
     assert 0 <= r.precision <= 1 and 0 <= r.recall <= 1
     assert r.inception_score >= 1
     assert r.ppl is None and r.fd_dinov2 is None
@@ -345,7 +347,10 @@ def test_compute_metrics_reports_numbers_and_protocol(fidelity_report, inception
     assert p["inception_weights"] == inception_file
     assert p["inception_weights_sha256"] == weights_mod.file_sha256(inception_file)
     assert "inception-v3-compat" in p["feature_extractor"]
-    assert f"subsets of {N_IMAGES} images" in p["kid"]
+    assert p["kid"].startswith(f"1 subset of {N_IMAGES} images")
+    assert "no spread" in p["kid_note"]
+    assert "299x299" in p["inception_input"] and "bilinear" in p["inception_input"]
+    assert p["torch"] == torch.__version__ and p["pixelfold"] and p["torch_fidelity"]
     data = json.loads(r.to_json())
     assert data["metrics"]["fid"] == r.fid
     assert MetricsReport.from_dict(data).fid == r.fid
@@ -571,6 +576,16 @@ def test_fd_dinov2_with_a_tiny_vit(generator, vit_file, tmp_path):
     again = compute_fd_dinov2(generator, path, num_gen=12, batch_size=6, device="cpu",
                               progress=False, **kwargs)
     assert again.fd_dinov2 == pytest.approx(report.fd_dinov2, rel=1e-6)
+    # the same generated images from a folder of PNG files (lossless): the same number
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for i, image in enumerate(torch.cat(list(source))):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
+    from_folder = compute_fd_dinov2(folder, path, num_gen=12, batch_size=6, device="cpu",
+                                    progress=False, **kwargs)
+    assert from_folder.fd_dinov2 == pytest.approx(report.fd_dinov2, rel=1e-6)
+    assert from_folder.protocol["fd_dinov2"]["generated_source"] == str(folder.resolve())
+    assert from_folder.protocol["fd_dinov2"]["torch"] == torch.__version__
     with pytest.raises(ValueError, match="feature space"):
         compute_fd_dinov2(generator, path, num_gen=4, device="cpu", progress=False,
                           model_name="vit_tiny_patch16_224", dinov2_weights=vit_file)

@@ -26,11 +26,13 @@ from tqdm.auto import tqdm
 
 from .report import MetricsReport
 from .sources import (
+    GeneratedInput,
     GeneratorSource,
     RealInput,
-    as_generator,
     describe_real,
+    image_resolution,
     resolve_device,
+    resolve_generated,
     resolve_real,
 )
 from .statistics import FeatureStatistics, StatisticsAccumulator, frechet_distance
@@ -261,8 +263,31 @@ def _protocol(extractor: DinoV2Features) -> dict[str, Any]:
     }
 
 
+def _check_dinov2_statistics(stats: FeatureStatistics, extractor: DinoV2Features,
+                             resolution: int | None, side: str) -> None:
+    if stats.feature_extractor not in ("unknown", extractor.feature_space):
+        raise ValueError(f"the {side} statistics are in the {stats.feature_extractor!r} "
+                         f"feature space, not {extractor.feature_space!r}")
+    stats_resolution = stats.metadata.get("resolution")
+    if stats_resolution is not None and resolution is not None \
+            and int(stats_resolution) != resolution:
+        raise ValueError(f"the {side} statistics were computed at {stats_resolution}, the "
+                         f"generated images are {resolution}x{resolution}")
+
+
+def _statistics_protocol(stats: FeatureStatistics, given: Any, side: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {f"{side}_statistics": str(given)
+                             if not isinstance(given, FeatureStatistics)
+                             else "FeatureStatistics"}
+    if not isinstance(given, FeatureStatistics):
+        entry[f"{side}_statistics_sha256"] = file_sha256(given)
+    entry[f"num_{side}"] = stats.num_images
+    entry[f"{side}_statistics_metadata"] = stats.metadata
+    return entry
+
+
 def compute_fd_dinov2(
-    generator: nn.Module | str | os.PathLike,
+    generator: GeneratedInput,
     real: RealInput,
     *,
     num_gen: int = 50_000,
@@ -276,22 +301,25 @@ def compute_fd_dinov2(
     truncation_psi: float = 1.0,
     noise_mode: str = "random",
     resize_filter: str = "box",
+    resolution: int | None = None,
     progress: bool = True,
 ) -> MetricsReport:
-    """FD-DINOv2 of ``generator`` against ``real``.
+    """FD-DINOv2 of ``generator`` (or of generated images) against ``real``.
 
     The generated images are those that
     [`compute_metrics`][pixelfold.metrics.fidelity.compute_metrics] sees for equal
     ``num_gen``, ``batch_size``, ``seed``, ``truncation_psi`` and ``noise_mode``.
 
     Args:
-        generator: a [`Generator`][pixelfold.models.Generator], a preset name, a
-            ``save_pretrained`` folder or a Hub id.
+        generator: the generated side, as in
+            [`compute_metrics`][pixelfold.metrics.fidelity.compute_metrics]: a generator, a
+            folder or dataset of generated images, or their DINOv2 statistics (object or
+            ``.npz`` path).
         real: real images (as in [`compute_metrics`][pixelfold.metrics.fidelity.compute_metrics]) or
             statistics from
             [`compute_dinov2_statistics`][pixelfold.metrics.fd_dinov2.compute_dinov2_statistics]
             (object or ``.npz`` path).
-        num_gen: number of generated images.
+        num_gen: number of generated images (at most, for a set of images).
         num_real: at most this many real images.
         batch_size: images per batch.
         device: where to run (``None``: CUDA when available).
@@ -299,10 +327,12 @@ def compute_fd_dinov2(
             Hugging Face Hub).
         model_name: timm model name.
         image_size: side the images are resized to.
-        seed: seed of the latents, noise and real subset.
+        seed: seed of the latents, noise and subsets.
         truncation_psi: truncation (1: none).
         noise_mode: ``"random"``, ``"const"`` or ``"none"``.
-        resize_filter: filter that resizes the real images to the generator's resolution.
+        resize_filter: filter that resizes images read from files to the common resolution.
+        resolution: the common side when the generated side is images or statistics (as in
+            [`compute_metrics`][pixelfold.metrics.fidelity.compute_metrics]).
         progress: show progress bars.
 
     Returns:
@@ -315,28 +345,36 @@ def compute_fd_dinov2(
             [`load_dinov2`][pixelfold.metrics.fd_dinov2.load_dinov2]), or statistics that do not
             fit (other feature space or resolution, NaN).
     """
+    from .fidelity import versions
+
     started = time.perf_counter()
     dev = resolve_device(device)
     # the network first: offline without weights, fail before loading anything big
     extractor = load_dinov2(model_name, weights=dinov2_weights, image_size=image_size).to(dev)
-    source = GeneratorSource(as_generator(generator), num_images=num_gen,
-                             batch_size=batch_size, seed=seed, truncation_psi=truncation_psi,
-                             noise_mode=noise_mode, device=dev)
-    real_data = resolve_real(real, source.resolution, max_images=num_real,
-                             resize_filter=resize_filter, seed=seed)
-    protocol: dict[str, Any] = source.describe()
+    gen = resolve_generated(generator, num_images=num_gen, batch_size=batch_size, seed=seed,
+                            truncation_psi=truncation_psi, noise_mode=noise_mode, device=dev,
+                            resolution=resolution, resize_filter=resize_filter)
+    protocol: dict[str, Any] = {}
+    if isinstance(gen, GeneratorSource):
+        side: int | None = gen.resolution
+        protocol.update(gen.describe())
+    elif isinstance(gen, FeatureStatistics):
+        found = gen.metadata.get("resolution")
+        side = int(resolution if resolution is not None else found) \
+            if (resolution is not None or found is not None) else None
+        _check_dinov2_statistics(gen, extractor, side, "generated")
+        protocol["resolution"] = side
+        protocol.update(_statistics_protocol(gen, generator, "generated"))
+    else:
+        side = image_resolution(gen)
+        protocol["resolution"] = side
+        protocol.update(describe_real(gen, "generated"))
+        protocol["generated_resize_filter"] = resize_filter
+    real_data = resolve_real(real, side, max_images=num_real, resize_filter=resize_filter,
+                             seed=seed)
     if isinstance(real_data, FeatureStatistics):
-        if real_data.feature_extractor not in ("unknown", extractor.feature_space):
-            raise ValueError(f"the real statistics are in the {real_data.feature_extractor!r} "
-                             f"feature space, not {extractor.feature_space!r}")
-        stats_resolution = real_data.metadata.get("resolution")
-        if stats_resolution is not None and int(stats_resolution) != source.resolution:
-            raise ValueError(f"the real statistics were computed at {stats_resolution}, the "
-                             f"generator makes {source.resolution}x{source.resolution} images")
-        protocol["real_statistics"] = str(real) if not isinstance(real, FeatureStatistics) \
-            else "FeatureStatistics"
-        protocol["num_real"] = real_data.num_images
-        protocol["real_statistics_metadata"] = real_data.metadata
+        _check_dinov2_statistics(real_data, extractor, side, "real")
+        protocol.update(_statistics_protocol(real_data, real, "real"))
         real_mu, real_sigma = real_data.mu, real_data.sigma
     else:
         protocol.update(describe_real(real_data))
@@ -345,10 +383,21 @@ def compute_fd_dinov2(
             (b.to(dev) for b in _loader(real_data, batch_size, dev)), extractor,
             len(real_data), "FD-DINOv2 real", progress)
     protocol.update(_protocol(extractor))
-    gen_mu, gen_sigma = _statistics(source, extractor, len(source), "FD-DINOv2 generated",
-                                    progress)
+    if isinstance(gen, FeatureStatistics):
+        gen_mu, gen_sigma = gen.mu, gen.sigma
+    elif isinstance(gen, GeneratorSource):
+        gen_mu, gen_sigma = _statistics(gen, extractor, len(gen), "FD-DINOv2 generated",
+                                        progress)
+    else:
+        gen_mu, gen_sigma = _statistics(
+            (b.to(dev) for b in _loader(gen, batch_size, dev)), extractor, len(gen),
+            "FD-DINOv2 generated", progress)
+    if gen_mu.shape != real_mu.shape:
+        raise ValueError(f"the generated statistics have {gen_mu.shape[0]} features, the real "
+                         f"ones {real_mu.shape[0]}")
     value = frechet_distance(gen_mu, gen_sigma, real_mu, real_sigma)
     protocol["device"] = str(dev)
+    protocol.update(versions())
     protocol["seconds"] = round(time.perf_counter() - started, 2)
     return MetricsReport(fd_dinov2=value, protocol={"fd_dinov2": protocol})
 
@@ -356,7 +405,7 @@ def compute_fd_dinov2(
 def compute_dinov2_statistics(
     real: RealInput,
     *,
-    resolution: int,
+    resolution: int | None,
     num_real: int = 50_000,
     batch_size: int = 64,
     device: str | torch.device | None = None,
@@ -371,13 +420,14 @@ def compute_dinov2_statistics(
     [`save_statistics`][pixelfold.metrics.statistics.save_statistics] and later
     ``compute_fd_dinov2(G, "stats.npz")``. Arguments as in
     [`compute_fd_dinov2`][pixelfold.metrics.fd_dinov2.compute_fd_dinov2]; ``resolution`` is the
-    generator's."""
+    generator's (``None``: the images' own side)."""
     dev = resolve_device(device)
     extractor = load_dinov2(model_name, weights=dinov2_weights, image_size=image_size).to(dev)
     data = resolve_real(real, resolution, max_images=num_real, resize_filter=resize_filter,
                         seed=seed)
     if isinstance(data, FeatureStatistics):
         raise ValueError("compute_dinov2_statistics needs images, got statistics")
+    resolution = image_resolution(data) if resolution is None else resolution
     mu, sigma = _statistics((b.to(dev) for b in _loader(data, batch_size, dev)), extractor,
                             len(data), "DINOv2 statistics", progress)
     metadata = {**describe_real(data), "resolution": resolution,

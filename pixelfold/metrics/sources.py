@@ -1,9 +1,11 @@
 """Image sources for the metrics: generated images, real images and precomputed statistics.
 
 Every metric network here reads 8-bit RGB, so both sides are quantized the same way:
-generated images by [`to_uint8`][pixelfold.metrics.sources.to_uint8] (rounding), real images
-exactly as the training pipeline decodes them (RGB, shorter side resized, center crop), at the
-generator's resolution.
+generated images by [`to_uint8`][pixelfold.metrics.sources.to_uint8] (rounding), images from
+files exactly as the training pipeline decodes them (RGB, shorter side resized, center crop),
+at the generator's resolution. The generated side may also be images from files (a folder or
+dataset of samples) or precomputed statistics: see
+[`resolve_generated`][pixelfold.metrics.sources.resolve_generated].
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from .statistics import FeatureStatistics, load_statistics
 
 __all__ = [
     "QUANTIZATION",
+    "GeneratedInput",
     "GeneratorSource",
     "RealImages",
     "RealInput",
     "as_generator",
     "describe_real",
+    "is_model_folder",
     "is_statistics",
     "resolve_device",
+    "resolve_generated",
     "resolve_real",
     "to_uint8",
 ]
@@ -44,6 +49,13 @@ RealInput = Any
 (or any torch ``Dataset`` of ``(3, H, W)`` uint8 tensors), a
 [`FeatureStatistics`][pixelfold.metrics.statistics.FeatureStatistics] or the path of a
 statistics ``.npz``."""
+
+GeneratedInput = Any
+"""What the generated side may be: a generator (a module, a preset name, a ``save_pretrained``
+folder, a Hub model id), images from files (a local folder of images, a ``save_to_disk``
+folder, a ``datasets.Dataset``, a torch ``Dataset`` of ``(3, H, W)`` uint8 tensors), or
+precomputed statistics (a
+[`FeatureStatistics`][pixelfold.metrics.statistics.FeatureStatistics] or an ``.npz`` path)."""
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -184,6 +196,12 @@ class GeneratorSource:
         return torch_fidelity.GenerativeModelModuleWrapper(module, self.z_dim, "normal", 0)
 
     @torch.no_grad()
+    def images(self, z: torch.Tensor) -> torch.Tensor:
+        """uint8 images ``(B, 3, H, W)`` of the latents ``z`` (on ``z``'s device), as
+        torch-fidelity gets them."""
+        return _Quantized(self.generator, self.truncation_psi, self.noise_mode)(z)
+
+    @torch.no_grad()
     def __iter__(self) -> Iterator[torch.Tensor]:
         """uint8 image batches ``(B, 3, H, W)`` on ``device``."""
         quantized = _Quantized(self.generator, self.truncation_psi, self.noise_mode)
@@ -220,21 +238,25 @@ class RealImages(torch.utils.data.Dataset):
     with ``resize_filter``, center crop) and quantized back to uint8 (exactly: the training
     pipeline's floats are ``uint8 / 127.5 - 1``). When the dataset has more than
     ``max_images`` images, a random subset of ``max_images`` (drawn with ``seed``) is used.
+    The same class reads a folder of generated images (``role="generated"``): messages and
+    protocol entries then say "generated".
 
     Args:
         dataset: a Hub id, a local image folder, a ``save_to_disk`` folder, ``"digits"``
             (scikit-learn's digits, offline) or a ``datasets.Dataset``.
-        resolution: output side (the generator's resolution).
+        resolution: output side (the generator's resolution); ``None``: the shorter side of
+            the first readable image.
         max_images: cap on the number of images (``None``: all).
         resize_filter: ``"box"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos"`` or ``"nearest"``.
         seed: seed of the subset.
         split: dataset split.
         image_column: image column (auto-detected when ``None``).
+        role: ``"real"`` or ``"generated"``: which side of the comparison these images are.
     """
 
-    def __init__(self, dataset: Any, resolution: int, *, max_images: int | None = None,
+    def __init__(self, dataset: Any, resolution: int | None, *, max_images: int | None = None,
                  resize_filter: str = "box", seed: int = 0, split: str = "train",
-                 image_column: str | None = None) -> None:
+                 image_column: str | None = None, role: str = "real") -> None:
         from ..training.data import RESIZE_FILTERS, ImageDataset, load_image_dataset
 
         if resize_filter not in RESIZE_FILTERS:
@@ -242,18 +264,24 @@ class RealImages(torch.utils.data.Dataset):
                              f"{resize_filter!r}")
         if max_images is not None and max_images < 1:
             raise ValueError(f"max_images must be >= 1, got {max_images}")
+        if role not in ("real", "generated"):
+            raise ValueError(f"role must be 'real' or 'generated', got {role!r}")
+        self.role = role
         given = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None
         if isinstance(dataset, str) and dataset == "digits":
             self.source = "digits (scikit-learn)"
-            dataset = _digits(resolution)
+            dataset = _digits(resolution or 32)
         elif isinstance(dataset, (str, os.PathLike)):
             path = Path(dataset)
             self.source = str(path.resolve()) if path.exists() else str(dataset)
+            if path.is_dir():
+                _check_has_images(path, role)  # before the loader: its messages are vaguer
             try:
                 dataset = load_image_dataset(dataset, split=split)
-            except Exception:
-                if path.is_dir():
-                    _check_has_images(path)  # the likely reason, said plainly
+            except Exception as exc:
+                if role == "generated" and isinstance(exc, (ValueError, OSError)):
+                    raise DataError(f"the generated images {given}: "
+                                    f"{' '.join(str(exc).split())}") from None
                 raise
         else:
             fingerprint = getattr(dataset, "_fingerprint", None)
@@ -263,13 +291,17 @@ class RealImages(torch.utils.data.Dataset):
         if not hasattr(dataset, "__len__"):
             raise ValueError("real images must be a map-style dataset (streaming datasets are "
                              "not supported by the metrics)")
-        self.images = ImageDataset(dataset, resolution, image_column=image_column,
-                                   resize_filter=resize_filter)
-        try:  # fail here, not in a data-loader worker, when no image can be decoded
+        try:
+            self.images = ImageDataset(dataset, resolution or 1, image_column=image_column,
+                                       resize_filter=resize_filter)
+            if resolution is None:
+                resolution = _first_image_side(self.images)
+                self.images.resolution = resolution
+            # fail here, not in a data-loader worker, when no image can be decoded
             self.images[0]
         except (RuntimeError, DataError) as exc:
-            raise DataError(f"the real images {given or self.source}: {exc} (expected image "
-                            f"files that PIL can decode)") from None
+            raise DataError(f"the {role} images {given or self.source}: {exc} (expected "
+                            f"image files that PIL can decode)") from None
         self.resolution = resolution
         self.resize_filter = resize_filter
         self.num_available = len(self.images)
@@ -289,21 +321,44 @@ class RealImages(torch.utils.data.Dataset):
         return to_uint8(self.images[self.indices[index]])
 
     def describe(self) -> dict[str, Any]:
-        """The protocol of these images, for reports."""
+        """The protocol of these images, for reports (keys ``real_*`` and ``num_real``, or
+        ``generated_*`` and ``num_generated``)."""
         return {
-            "real_source": self.source,
-            "num_real": len(self),
-            "real_subset": self.subset,
-            "real_preprocessing": f"RGB, shorter side resized to {self.resolution} with the "
-                                  f"{self.resize_filter} filter (PIL), center crop, uint8",
+            f"{self.role}_source": self.source,
+            f"num_{self.role}": len(self),
+            f"{self.role}_subset": self.subset,
+            f"{self.role}_preprocessing": f"RGB, shorter side resized to {self.resolution} "
+                                          f"with the {self.resize_filter} filter (PIL), center "
+                                          f"crop, uint8",
         }
 
 
-def _check_has_images(folder: Path) -> None:
+def _first_image_side(images: Any) -> int:
+    """The shorter side of the first readable image of an ``ImageDataset`` (its native
+    resolution, for a folder of generated images)."""
+    from ..training.data import _open
+
+    first = None
+    for i in range(len(images.dataset)):
+        value = images.dataset[i][images.column]
+        try:
+            return int(min(_open(value).size))
+        except Exception as exc:  # unreadable: try the next, as ImageDataset does
+            first = first or exc
+    raise DataError(f"none of the {len(images.dataset)} images of the dataset could be read "
+                    f"(the first: {type(first).__name__}: {first})")
+
+
+def _check_has_images(folder: Path, role: str = "real") -> None:
     """Raise ``pixelfold.utils.DataError`` when ``folder`` holds no file with
-    an image extension (what the ``imagefolder`` loader looks for)."""
+    an image extension (what the ``imagefolder`` loader looks for), unless it was written by
+    ``save_to_disk``."""
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
+    from ..training.data import _is_saved_dataset
+
+    if _is_saved_dataset(folder):
+        return
     extensions = {e.lower() for e in ImageFolder.EXTENSIONS}
     files = []
     for file in folder.rglob("*"):
@@ -314,6 +369,11 @@ def _check_has_images(folder: Path) -> None:
     files.sort()
     found = (f"it holds {len(files)} files, none an image ({', '.join(files[:3])}"
              f"{', ...' if len(files) > 3 else ''})" if files else "it is empty")
+    if role == "generated":
+        raise DataError(f"the generated images {folder}: {found}; expected a folder of "
+                        f"images (.png, .jpg, .webp, ...), a folder written by save_to_disk, "
+                        f"a statistics .npz, or a model (a save_pretrained folder with "
+                        f"config.json, a preset name or a Hub id)")
     raise DataError(f"the real images {folder}: {found}; expected a folder of images (.png, "
                     f".jpg, .webp, ...), a folder written by save_to_disk, a Hub dataset id, "
                     f"'digits' or a statistics .npz")
@@ -325,15 +385,17 @@ def is_statistics(real: RealInput) -> bool:
         isinstance(real, (str, os.PathLike)) and str(real).endswith(".npz"))
 
 
-def resolve_real(real: RealInput, resolution: int, *, max_images: int | None,
-                 resize_filter: str = "box", seed: int = 0
+def resolve_real(real: RealInput, resolution: int | None, *, max_images: int | None,
+                 resize_filter: str = "box", seed: int = 0, role: str = "real"
                  ) -> torch.utils.data.Dataset | FeatureStatistics:
     """Turn what the user gave as ``real`` into a uint8 image dataset or statistics.
 
     A path to an ``.npz`` file is loaded as statistics;
     [`FeatureStatistics`][pixelfold.metrics.statistics.FeatureStatistics] are returned as is,
     torch datasets as is or as a random subset of ``max_images`` (drawn with ``seed``);
-    anything else becomes [`RealImages`][pixelfold.metrics.sources.RealImages].
+    anything else becomes [`RealImages`][pixelfold.metrics.sources.RealImages] (at
+    ``resolution``; ``None``: the images' own). ``role="generated"`` reads the generated side
+    the same way.
     """
     if isinstance(real, FeatureStatistics):
         return real
@@ -341,6 +403,8 @@ def resolve_real(real: RealInput, resolution: int, *, max_images: int | None,
         return load_statistics(real)
     if isinstance(real, torch.utils.data.Dataset):
         n = len(real)  # type: ignore[arg-type]
+        if n == 0:
+            raise DataError(f"the {role} images: the dataset is empty")
         if max_images is None or n <= max_images:
             return real
         chosen = np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
@@ -348,14 +412,91 @@ def resolve_real(real: RealInput, resolution: int, *, max_images: int | None,
         subset.subset = f"random {max_images} of {n} (seed {seed})"  # type: ignore[attr-defined]
         return subset
     return RealImages(real, resolution, max_images=max_images, resize_filter=resize_filter,
-                      seed=seed)
+                      seed=seed, role=role)
 
 
-def describe_real(real: torch.utils.data.Dataset) -> dict[str, Any]:
-    """Protocol entries of a real image dataset (a generic description for foreign ones)."""
+def describe_real(real: torch.utils.data.Dataset, role: str = "real") -> dict[str, Any]:
+    """Protocol entries of an image dataset (a generic description for foreign ones); keys
+    ``real_*`` / ``num_real``, or ``generated_*`` / ``num_generated`` with ``role``."""
     if isinstance(real, RealImages):
         return real.describe()
     inner = real.dataset if isinstance(real, torch.utils.data.Subset) else real
     n = len(real)  # type: ignore[arg-type]
-    return {"real_source": type(inner).__name__, "num_real": n,
-            "real_subset": getattr(real, "subset", f"all {n}")}
+    return {f"{role}_source": type(inner).__name__, f"num_{role}": n,
+            f"{role}_subset": getattr(real, "subset", f"all {n}")}
+
+
+def image_resolution(images: torch.utils.data.Dataset) -> int:
+    """Side of the images of a uint8 dataset (its first image's last dimension)."""
+    if isinstance(images, RealImages):
+        return images.resolution
+    first = images[0]
+    if not isinstance(first, torch.Tensor) or first.ndim != 3 or first.shape[0] != 3 \
+            or first.dtype != torch.uint8:
+        got = (f"{first.dtype} {tuple(first.shape)}" if isinstance(first, torch.Tensor)
+               else type(first).__name__)
+        raise DataError(f"a torch dataset of images must hold (3, H, W) uint8 tensors, its "
+                        f"first item is {got}")
+    return int(first.shape[-1])
+
+
+def is_model_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder written by ``save_pretrained`` (it holds a
+    ``config.json``)."""
+    return (Path(path) / "config.json").is_file()
+
+
+def resolve_generated(
+    generated: GeneratedInput,
+    *,
+    num_images: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "random",
+    device: str | torch.device | None = None,
+    resolution: int | None = None,
+    resize_filter: str = "box",
+) -> GeneratorSource | torch.utils.data.Dataset | FeatureStatistics:
+    """Turn the generated side into a
+    [`GeneratorSource`][pixelfold.metrics.sources.GeneratorSource], a uint8 image dataset or
+    statistics.
+
+    * a module, a preset name, a Hub model id, a folder holding ``config.json``: the generator
+      (``num_images`` images from ``seed``, ``truncation_psi``, ``noise_mode``);
+    * a [`FeatureStatistics`][pixelfold.metrics.statistics.FeatureStatistics] or an ``.npz``
+      path: the statistics;
+    * any other folder, a ``datasets.Dataset``, a torch ``Dataset``: images, at most
+      ``num_images`` (a random subset drawn with ``seed``), at ``resolution`` (``None``: the
+      images' own side).
+
+    Raises:
+        ValueError: ``resolution`` differs from the generator's; a file that is neither
+            statistics nor a folder.
+        DataError: a folder without images, images that cannot be decoded.
+    """
+    import datasets
+
+    if isinstance(generated, (str, os.PathLike)) and not is_statistics(generated):
+        path = Path(generated)
+        if path.is_file():
+            raise DataError(f"the generated images {generated} is a file; expected a model, a "
+                            f"folder of images or a statistics .npz")
+        if path.is_dir() and not is_model_folder(path):
+            return resolve_real(generated, resolution, max_images=num_images,
+                                resize_filter=resize_filter, seed=seed, role="generated")
+    if isinstance(generated, (str, os.PathLike, nn.Module)) and not is_statistics(generated):
+        source = GeneratorSource(as_generator(generated), num_images=num_images,
+                                 batch_size=batch_size, seed=seed,
+                                 truncation_psi=truncation_psi, noise_mode=noise_mode,
+                                 device=device)
+        if resolution is not None and int(resolution) != source.resolution:
+            raise ValueError(f"resolution {resolution} differs from the generator's "
+                             f"{source.resolution}: the real images are resized to the "
+                             f"generator's resolution (leave resolution=None)")
+        return source
+    if isinstance(generated, (datasets.Dataset, datasets.DatasetDict)):
+        return RealImages(generated, resolution, max_images=num_images,
+                          resize_filter=resize_filter, seed=seed, role="generated")
+    return resolve_real(generated, resolution, max_images=num_images,
+                        resize_filter=resize_filter, seed=seed, role="generated")

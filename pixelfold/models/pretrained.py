@@ -81,6 +81,19 @@ class PretrainedMixin:
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         return target
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload this model to the Hub repository ``repo_id`` with a model card (a sample
+        grid, loading code, the metrics of ``report=``): see
+        [`pixelfold.hub.push_to_hub`][pixelfold.hub.push_to_hub] for the arguments (``token``,
+        ``private``, ``revision``, ``create_pr``, ``commit_message``, ``report``,
+        ``datasets``, ``license``, ...). Returns the ``huggingface_hub.CommitInfo``.
+
+        ``from_pretrained(repo_id)`` loads it back (cached; ``revision=`` pins a commit).
+        """
+        from ..hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     @classmethod
     def from_pretrained(
         cls: type[T],

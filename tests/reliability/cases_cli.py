@@ -240,4 +240,15 @@ CASES = [
          message=r"error: the generator weights \(g_ema\) in in\.pt hold non-finite values "
                  r"\(NaN or infinity\): style\.1\.weight \(1 of 262144\)$",
          leaves=NOTHING, setup=_nan_checkpoint, check=_only("in.pt")),
+    Case(name="demo-missing-model", area="demo", what="`demo MODEL` of a folder that does "
+                                                      "not exist",
+         argv=["pixelfold", "demo", "no-such-model", "--port", "0"], status=2,
+         message=r"^pixelfold demo: error: no-such-model is neither a folder with config\.json "
+                 r"\+ model\.safetensors nor a preset",
+         leaves="nothing served or written", check=_only()),
+    Case(name="demo-bad-port", area="demo", what="`demo MODEL --port 70000`",
+         argv=["pixelfold", "demo", TINY, "--port", "70000"], status=2,
+         message=r"^pixelfold demo: error: --port 70000: expected 0 \(a free port\) to 65535$",
+         leaves="nothing served or written", check=_only()),
 ]
+

@@ -9,6 +9,7 @@ also used by ``tests/test_metrics_inputs.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,34 @@ def _setup_files(**files: str):
     return setup
 
 
+def _setup_reports(**reports: dict | str) -> Callable[[Path], None]:
+    """Metrics report files by name, each from ``MetricsReport`` keyword arguments (or a
+    string: the file's text)."""
+    def setup(folder: Path) -> None:
+        from pixelfold.metrics import MetricsReport
+
+        for name, fields in reports.items():
+            if isinstance(fields, str):
+                (folder / name).write_text(fields)
+            else:
+                (folder / name).write_text(MetricsReport(**fields).to_json())
+    return setup
+
+
+def _setup_generated_statistics(folder: Path) -> None:
+    from pixelfold.metrics import FeatureStatistics, save_statistics
+
+    save_statistics(folder / "samples.npz", FeatureStatistics(
+        np.zeros(2048), np.eye(2048), num_images=2, feature_extractor="inception-v3-compat/2048",
+        metadata={"resolution": 32}))
+
+
+_PROTOCOL = {"num_generated": 50000, "num_real": 50000, "truncation_psi": 1.0,
+             "noise_mode": "random", "real_source": "bitmind/ffhq-256"}
+_EVAL_FOLDER = ["--real", "digits", "--metrics", "fid", "--num-gen", "2", "--num-real", "2",
+                "--batch-size", "2", "--inception-weights", "inception.pth"]
+
+
 _NOTHING = "nothing written"
 _NO_CODE = "nothing written; the file's code did not run"
 
@@ -239,4 +268,53 @@ CASES = [
          message=r"^pixelfold eval: error: Inception-v3 weights .* are needed, but downloads "
                  r"are off .* --inception-weights PATH\) or set the environment variable "
                  r"PIXELFOLD_INCEPTION_WEIGHTS=PATH\.$"),
+    Case(name="eval-generated-folder-empty", area="metrics",
+         what="`eval samples --real digits` where `samples` (the generated images) is an empty "
+              "folder",
+         argv=["pixelfold", "eval", "samples", *_EVAL_FOLDER], status=2, leaves=_NOTHING,
+         setup=lambda folder: (_setup_files(**{"inception.pth": "inception"})(folder),
+                               (folder / "samples").mkdir()),
+         message=r"^pixelfold eval: error: the generated images \S*samples: it is empty; "
+                 r"expected a folder of images .*, or a model \(a save_pretrained folder with "
+                 r"config\.json, a preset name or a Hub id\)$"),
+    Case(name="eval-generated-folder-not-images", area="metrics",
+         what="`eval notes --real digits` where `notes` holds text files, no images",
+         argv=["pixelfold", "eval", "notes", *_EVAL_FOLDER], status=2, leaves=_NOTHING,
+         setup=_setup_files(notes="text-folder", **{"inception.pth": "inception"}),
+         message=r"^pixelfold eval: error: the generated images \S*notes: it holds 3 files, "
+                 r"none an image \(notes0\.txt, .*\); expected a folder of images"),
+    Case(name="eval-generated-statistics-kid", area="metrics",
+         what="`eval samples.npz --metrics kid`: KID asked of generated statistics",
+         argv=["pixelfold", "eval", "samples.npz", "--real", "digits", "--metrics", "kid"],
+         status=2, leaves=_NOTHING, setup=_setup_generated_statistics,
+         message=r"^pixelfold eval: error: KID and precision/recall need generated images, "
+                 r"not precomputed statistics: pass kid=False, prc=False, or the generated "
+                 r"images$"),
+    Case(name="eval-ppl-of-images", area="metrics",
+         what="`eval notes --metrics ppl` where `notes` is a folder (images), not a model",
+         argv=["pixelfold", "eval", "notes", "--metrics", "ppl"], status=2, leaves=_NOTHING,
+         setup=_setup_files(notes="text-folder"),
+         message=r"^pixelfold eval: error: ppl walks a generator's latent space: MODEL notes "
+                 r"is a folder of images, not a model$"),
+    Case(name="eval-compare-protocols-differ", area="metrics",
+         what="`eval --compare a.json b.json` of reports with other noise modes and real image "
+              "counts",
+         argv=["pixelfold", "eval", "--compare", "a.json", "b.json"], status=2,
+         leaves=_NOTHING,
+         setup=_setup_reports(**{
+             "a.json": {"fid": 10.0, "protocol": {"fidelity": _PROTOCOL}},
+             "b.json": {"fid": 8.0, "protocol": {"fidelity": {
+                 **_PROTOCOL, "noise_mode": "const", "num_real": 10000}}}}),
+         message=r"^pixelfold eval: error: a\.json and b\.json: the protocols differ in "
+                 r"fidelity\.noise_mode \('random' vs 'const'\); fidelity\.num_real \(50000 "
+                 r"vs 10000\): numbers computed differently are not comparable "
+                 r"\(--allow-different FIELD,\.\.\. to compare anyway\)$"),
+    Case(name="eval-compare-not-a-report", area="metrics",
+         what="`eval --compare a.json b.json` where `b.json` is a config file, not a report",
+         argv=["pixelfold", "eval", "--compare", "a.json", "b.json"], status=2,
+         leaves=_NOTHING,
+         setup=_setup_reports(**{"a.json": {"fid": 10.0, "protocol": {"fidelity": _PROTOCOL}},
+                                 "b.json": '{"z_dim": 512, "w_dim": 512}'}),
+         message=r"^pixelfold eval: error: b\.json is not a metrics report: expected a JSON "
+                 r"object with 'metrics' and 'protocol'"),
 ]
