@@ -562,7 +562,8 @@ def project(
                 if progress:
                     bar.set_postfix(dist=f"{float(dist.mean()):.4f}")
                 if history_every and ((step + 1) % history_every == 0 or step + 1 == num_steps):
-                    history.append(w_opt.detach().expand(-1, G.num_ws, -1).float().cpu())
+                    history.append(w_opt.detach().expand(-1, G.num_ws, -1).float().cpu()
+                                   .clone())
                     history_steps.append(step + 1)
                 if callback is not None:
                     callback(step, dist)
