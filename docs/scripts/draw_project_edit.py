@@ -4,7 +4,7 @@ Real handwritten digits (scikit-learn's 8x8 set, upsampled to 32x32 as the quick
 on them) are projected into a quickstart model with ``pixelfold project`` (``--distance mse``:
 no pretrained VGG16 is needed), and the projections are edited along SeFa direction 0 with
 ``pixelfold edit``. The figures are the commands' own PNGs (``NAME.compare.png``, the edit
-grid), tiled and enlarged with nearest-neighbor sampling; nothing else is drawn.
+grid), tiled and enlarged (4x and 3x) with nearest-neighbor sampling; nothing else is drawn.
 
 Train the model first (a few minutes on two CPU cores, offline), then run this from the
 repository root::
@@ -29,7 +29,8 @@ from pixelfold.cli import main  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DIGITS = (0, 1, 2, 3, 4, 5, 6, 7)  # one image of each of these classes, the first in the set
-SCALE = 4
+SCALE = 4  # the projections
+EDIT_SCALE = 3  # the edit grid (keeps the PNG small)
 
 
 def write_digits(folder: Path) -> list[str]:
@@ -56,11 +57,11 @@ def tile(paths: list[Path], columns: int, gap: int) -> Image.Image:
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas.paste(image, (c * (w + gap), r * (h + gap)))
-    return enlarge(canvas)
+    return enlarge(canvas, SCALE)
 
 
-def enlarge(image: Image.Image) -> Image.Image:
-    return image.resize((image.width * SCALE, image.height * SCALE), Image.Resampling.NEAREST)
+def enlarge(image: Image.Image, scale: int) -> Image.Image:
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
 def run(argv: list[str]) -> None:
@@ -83,7 +84,7 @@ def draw(model: str, steps: int, strength: str) -> None:
         edit = folder / "edit.png"
         run(["edit", model, "--seeds", str(proj / "projected_w.npz"), "--direction", "0",
              "--strength", strength, "--out", str(edit), "--device", "cpu"])
-        figure = enlarge(Image.open(edit).convert("RGB"))
+        figure = enlarge(Image.open(edit).convert("RGB"), EDIT_SCALE)
         figure.save(ASSETS / "edit_digits.png", optimize=True)
         print(f"wrote {ASSETS / 'edit_digits.png'} ({figure.width}x{figure.height})")
 

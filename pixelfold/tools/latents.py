@@ -119,7 +119,7 @@ _LABEL = re.compile(r"^[\w.+-]+$")
 
 class WLatents(Sequence[str]):
     """Given per-layer latents ``ws``, accepted wherever the image functions of
-    [`pixelfold.tools`][pixelfold.tools] take seeds (``generate_images``, ``iter_images``,
+    ``pixelfold.tools`` take seeds (``generate_images``, ``iter_images``,
     ``style_mix_images``, ``stage_images``, ``interpolation_frames`` in w space,
     ``edit_images``): their ``ws`` are used as the mapping of a seed would be, truncation
     included (``w_avg + psi (w - w_avg)``; ``psi = 1`` leaves them as they are).

@@ -715,7 +715,7 @@ def load_projected_w(path: str | os.PathLike) -> WLatents:
     unpickled (``numpy.load(allow_pickle=False)``).
 
     ``w`` may be ``(N, num_ws, w_dim)`` or ``(N, w_dim)``; whether it fits a model is checked
-    when it is used ([`WLatents.for_generator`][pixelfold.tools.WLatents.for_generator]).
+    when it is used ([`WLatents.for_generator`][pixelfold.tools.latents.WLatents.for_generator]).
 
     Raises:
         FileNotFoundError: no such file.
