@@ -28,6 +28,7 @@ from .utils.errors import ConfigError, debug_enabled, run_main
 
 if TYPE_CHECKING:
     from .models import Generator
+    from .tools import WLatents
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "command", "main"]
 
@@ -39,6 +40,15 @@ PSI_RANGE = (-1.0, 2.0)
 MODEL_HELP = ("a preset name (randomly initialized, untrained weights; see "
               "pixelfold.models.presets.names()) or a save_pretrained folder "
               "(config.json + model.safetensors)")
+
+LATENTS_HELP = ("a seed list ('0-15', '1,5,9' or '0-3,10', ranges inclusive) or an .npz file "
+                "of ws (pixelfold project's projected_w.npz, or NVlabs')")
+"""Help of every argument that takes seeds: each also takes a file of projected ws."""
+
+LATENTS_NOTE = """\
+Wherever seeds are asked for, an .npz file of per-layer latents ws can be given instead (the
+projected_w.npz of 'pixelfold project', or of NVlabs' projector): its images are used in place
+of the seeds' (truncation applies to them too), labeled with their names."""
 
 
 class CLIError(ConfigError):
@@ -87,13 +97,33 @@ def _add_sampling(p: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
                         "else cpu)")
 
 
-def _seeds(text: str, flag: str) -> Sequence[int]:
-    from .tools import parse_seeds
+def _seeds(text: str, flag: str) -> Sequence[int] | WLatents:
+    """A seed list, or the latents of an ``.npz`` file (read now; checked against the model
+    by [`_fitting`][pixelfold.cli._fitting] once it is loaded)."""
+    from .tools import load_projected_w, parse_seeds
 
     try:
+        if text.strip().lower().endswith(".npz"):
+            return load_projected_w(text.strip())
         return parse_seeds(text)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise CLIError(f"{flag}: {exc}") from None
+
+
+def _fitting(G: Generator, latents: Sequence[int] | WLatents, flag: str) -> None:
+    """Refuse latents of an ``.npz`` whose shape does not fit ``G``."""
+    from .tools import WLatents
+
+    if isinstance(latents, WLatents):
+        try:
+            latents.for_generator(G)
+        except ValueError as exc:
+            raise CLIError(f"{flag} {exc}") from None
+
+
+def _label(latent: int | str) -> str:
+    """The file name (without suffix) of one image: seed0007, or a latent's label."""
+    return f"seed{latent:04d}" if isinstance(latent, int) else str(latent)
 
 
 def _positive(value: int, flag: str) -> int:
@@ -209,9 +239,11 @@ GENERATE_DESCRIPTION = """\
 Generate one image per seed. The latent of seed s is
 torch.randn(1, z_dim, generator=torch.Generator().manual_seed(s)), as in NVlabs' scripts.
 
-Without --grid, OUT is a folder and gets seed0000.png, seed0001.png, ... (one per seed).
-With --grid, OUT is a .png file holding all images in a grid of ceil(sqrt(N)) columns, in
-seed order, row by row."""
+Without --grid, OUT is a folder and gets seed0000.png, seed0001.png, ... (one per seed; for
+an .npz of ws, NAME.png with the names it holds). With --grid, OUT is a .png file holding all
+images in a grid of ceil(sqrt(N)) columns, in seed order, row by row.
+
+""" + LATENTS_NOTE
 
 
 @command("generate")
@@ -220,8 +252,7 @@ def _build_generate(sub: Any) -> None:
                        description=GENERATE_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model(p)
-    p.add_argument("--seeds", required=True,
-                   help="seed list: '0-15', '1,5,9' or '0-3,10' (ranges inclusive)")
+    p.add_argument("--seeds", required=True, help=LATENTS_HELP)
     p.add_argument("--out", required=True, metavar="PATH",
                    help="folder for one PNG per seed, or a .png file with --grid")
     p.add_argument("--grid", action="store_true", help="write one grid PNG instead")
@@ -239,6 +270,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                            f"image, or a folder for one PNG per seed")
         out = _output_dir(args.out)
     G = _load(args)
+    _fitting(G, seeds, "--seeds")
 
     from .tools import generate_images, image_grid, iter_images, save_image
 
@@ -249,7 +281,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         else:  # one batch at a time: any number of seeds in constant memory
             for batch_seeds, images in iter_images(G, seeds, **_sampling_kwargs(args)):
                 for seed, image in zip(batch_seeds, images, strict=True):
-                    save_image(image, out / f"seed{seed:04d}.png")
+                    save_image(image, out / f"{_label(seed)}.png")
             print(f"wrote {len(seeds)} images to {out}")
     return 0
 
@@ -276,7 +308,9 @@ Layout of OUT (one block per crossover, side by side, labeled on top):
 
 The first column holds the row source images, the first row of each block the column
 source images; white gaps separate sources from mixes and blocks from each other.
---no-labels leaves out the text."""
+--no-labels leaves out the text.
+
+""" + LATENTS_NOTE
 
 
 @command("mix")
@@ -285,8 +319,10 @@ def _build_mix(sub: Any) -> None:
                        description=MIX_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model(p)
-    p.add_argument("--rows", required=True, help="seeds of the row latents, e.g. '1,2,3'")
-    p.add_argument("--cols", required=True, help="seeds of the column latents, e.g. '10,11'")
+    p.add_argument("--rows", required=True,
+                   help="the row latents, e.g. '1,2,3': " + LATENTS_HELP)
+    p.add_argument("--cols", required=True,
+                   help="the column latents, e.g. '10,11': " + LATENTS_HELP)
     p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
     p.add_argument("--crossover", action="append", default=None, metavar="stage|stage:K|N",
                    help="what the column latent gives (repeatable; default: stage)")
@@ -307,6 +343,8 @@ def _cmd_mix(args: argparse.Namespace) -> int:
             raise CLIError(f"--crossover {c!r}: expected 'stage', 'stage:K' or an integer "
                            f"index into ws")
     G = _load(args)
+    _fitting(G, rows, "--rows")
+    _fitting(G, cols, "--cols")
 
     from .tools import mix_figure, resolve_crossovers, save_image, style_mix_images
 
@@ -335,11 +373,14 @@ both ends included (STEPS frames for two seeds, (len(seeds) - 1) * (STEPS - 1) +
 --space z interpolates the Gaussian latents z and maps every frame (default method slerp:
 the angle between the two z sets the path, so it keeps their norm instead of cutting
 through the short vectors in between); --space w interpolates the mapped latents w
-(truncation applied) with lerp. Keep --noise-mode const (the default) for a smooth
-animation.
+(truncation applied) with lerp, every layer's. Keep --noise-mode const (the default) for a
+smooth animation.
 
 Writes any of: a one-row PNG strip of all frames (--out), an animated GIF (--gif, Pillow)
-and an MP4 (--mp4, needs the optional imageio-ffmpeg package)."""
+and an MP4 (--mp4, needs the optional imageio-ffmpeg package).
+
+""" + LATENTS_NOTE + """ Projected ws have no z: they are
+interpolated in w space (the default --space for them)."""
 
 
 @command("interpolate")
@@ -348,11 +389,13 @@ def _build_interpolate(sub: Any) -> None:
                        description=INTERPOLATE_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model(p)
-    p.add_argument("--seeds", required=True, help="two or more key seeds, e.g. '0,7'")
+    p.add_argument("--seeds", required=True,
+                   help="two or more key latents, e.g. '0,7': " + LATENTS_HELP)
     p.add_argument("--steps", type=int, default=8,
                    help="frames from one seed to the next, ends included (default: 8)")
-    p.add_argument("--space", choices=["z", "w"], default="z",
-                   help="interpolate z (then map) or w (default: z)")
+    p.add_argument("--space", choices=["z", "w"], default=None,
+                   help="interpolate z (then map) or w (default: z for seeds, w for an .npz "
+                        "of ws)")
     p.add_argument("--method", choices=["lerp", "slerp"], default=None,
                    help="default: slerp in z, lerp in w (slerp is only for z)")
     p.add_argument("--out", metavar="PATH", help="a .png strip of all frames")
@@ -365,11 +408,19 @@ def _build_interpolate(sub: Any) -> None:
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> int:
+    from .tools import WLatents
+
     seeds = _seeds(args.seeds, "--seeds")
     if len(seeds) < 2:
         raise CLIError(f"--seeds {args.seeds}: interpolation needs at least two seeds")
     if args.steps < 2:
         raise CLIError(f"--steps must be >= 2 (both ends are frames), got {args.steps}")
+    given = isinstance(seeds, WLatents)
+    if args.space is None:
+        args.space = "w" if given else "z"
+    if given and args.space == "z":
+        raise CLIError(f"--space z: the ws of {args.seeds} have no z; interpolate them with "
+                       f"--space w")
     if args.space == "w" and args.method == "slerp":
         raise CLIError("--method slerp is for --space z (Gaussian latents); w uses lerp")
     if not args.fps > 0:
@@ -387,6 +438,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
             raise CLIError("--mp4 needs the optional imageio-ffmpeg package "
                            "(pip install imageio-ffmpeg); --gif works without it")
     G = _load(args)
+    _fitting(G, seeds, "--seeds")
 
     from .tools import image_grid, interpolation_frames, save_gif, save_image, save_mp4
 
@@ -409,7 +461,9 @@ STAGES_DESCRIPTION = """\
 Each stage's RGB output side by side (the PixelFolder paper's Fig. 6): rows are seeds,
 columns are stages, the last column is the final image. Every stage output is upsampled
 (nearest) to the final resolution. Labels: 'seed N' on the left, 'stage K (RxR)' on top with
-the stage's native resolution (--no-labels leaves them out)."""
+the stage's native resolution (--no-labels leaves them out).
+
+""" + LATENTS_NOTE
 
 
 @command("stages")
@@ -418,7 +472,7 @@ def _build_stages(sub: Any) -> None:
                        description=STAGES_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model(p)
-    p.add_argument("--seeds", required=True, help="seed list, e.g. '0-3'")
+    p.add_argument("--seeds", required=True, help="e.g. '0-3': " + LATENTS_HELP)
     p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
     p.add_argument("--no-labels", action="store_true", help="images only, no text")
     _add_sampling(p)
@@ -429,6 +483,7 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     seeds = _seeds(args.seeds, "--seeds")
     out = _output_file(args.out, [".png"])
     G = _load(args)
+    _fitting(G, seeds, "--seeds")
 
     from .tools import save_image, stage_images, stages_figure
 
@@ -439,6 +494,329 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     with _writing(out):
         save_image(figure, out)
     print(f"wrote {len(seeds)} seeds x {stages.shape[1]} stages to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# project
+
+PROJECT_DESCRIPTION = """\
+Project images into the model's latent space, as NVlabs' StyleGAN2-ADA projector does: Adam
+on w (--space w, one w per image, NVlabs) or on every layer's w (--space wplus) and on the
+per-layer noise images, for --num-steps steps (default 1000). w starts at the average of
+--w-avg-samples mapped latents; noise of 5% of their spread is added to w and fades out over
+the first 75% of the steps; the learning rate (--lr, 0.1) ramps up over the first 5% and down
+(half cosine) over the last 25%; the noise images are regularized (weight 1e5) and
+normalized after every step (--fixed-noise keeps the model's stored noise instead).
+
+The distance is LPIPS-VGG16 (--distance lpips, the default): torch-fidelity's network, from
+the weights files the metrics use (--lpips-weights, --vgg16-weights or PIXELFOLD_LPIPS_WEIGHTS,
+PIXELFOLD_VGG16_WEIGHTS, else the torch hub cache, else a download; offline, HF_HUB_OFFLINE=1,
+without them the command stops before any work). Images larger than 256 are compared at
+256 (area downsampling, NVlabs), smaller than 32 at 32 (bilinear), others at their size.
+--distance mse compares pixels (no weights needed).
+
+Every --target (a file, or a folder of images; repeatable) is center-cropped to the model's
+aspect ratio and resized to its resolution with a Lanczos filter, as NVlabs does (a note
+says so for each image of another size); targets are optimized --batch-size at a time, the
+batch starting at target i with seed --seed + i.
+
+OUT gets, for each target NAME (its file name without the suffix):
+  NAME.target.png   the target as compared (cropped, resized)
+  NAME.proj.png     the projection: the model's image of the projected ws
+  NAME.compare.png  target | projection (| tuned projection) side by side
+  NAME.proj.gif/mp4 the optimization, target | projection every --video-every steps
+                    (--save-video gif or mp4; mp4 needs imageio-ffmpeg)
+and projected_w.npz with the arrays w (N, num_ws, w_dim) float32 (for --space w, every row
+of an image is the same w, as NVlabs stores it), names, targets, distance and meta (JSON:
+model, space, steps, distance kind, seed, ...). Every command that takes seeds takes this
+file instead (e.g. pixelfold generate MODEL --seeds OUT/projected_w.npz --out DIR renders
+the projections again, as NAME.proj.png shows them: with the model's stored noise).
+
+--tune-steps N then fine-tunes the generator around the found ws (pivotal tuning, PTI): Adam
+at --tune-lr (3e-4) on L2 + LPIPS (L2 only with --distance mse), the ws fixed, all targets
+together; the tuned generator is saved in OUT/generator_tuned (a save_pretrained folder) and
+its images as NAME.tuned.png."""
+
+
+@command("project")
+def _build_project(sub: Any) -> None:
+    p = sub.add_parser("project", help="images into latents (NVlabs' projector, PTI)",
+                       description=PROJECT_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--target", action="append", required=True, metavar="IMAGE",
+                   help="an image file or a folder of images (repeatable)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    p.add_argument("--space", choices=["w", "wplus"], default="w",
+                   help="one w per image (NVlabs) or one per layer (default: w)")
+    p.add_argument("--num-steps", type=int, default=1000, metavar="N",
+                   help="optimization steps (default: 1000)")
+    p.add_argument("--distance", choices=["lpips", "mse"], default="lpips",
+                   help="distance to the target (default: lpips)")
+    p.add_argument("--lpips-weights", default=None, metavar="PATH",
+                   help="local LPIPS weights file (offline use; also PIXELFOLD_LPIPS_WEIGHTS)")
+    p.add_argument("--vgg16-weights", default=None, metavar="PATH",
+                   help="local VGG16 weights file (offline use; also PIXELFOLD_VGG16_WEIGHTS)")
+    p.add_argument("--seed", type=int, default=303,
+                   help="seed of the noise images and of the noise added to w (default: 303)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
+    p.add_argument("--w-avg-samples", type=int, default=10_000, metavar="N",
+                   help="latents for the average and spread of w (default: 10000)")
+    p.add_argument("--fixed-noise", action="store_true",
+                   help="keep the model's stored noise images instead of optimizing them")
+    p.add_argument("--save-video", nargs="?", const="mp4", default=None, choices=["mp4", "gif"],
+                   help="also write the optimization as a video (default format: mp4)")
+    p.add_argument("--video-every", type=int, default=10, metavar="N",
+                   help="one video frame every N steps (default: 10)")
+    p.add_argument("--tune-steps", type=int, default=0, metavar="N",
+                   help="pivotal tuning steps after the search (default: 0, none)")
+    p.add_argument("--tune-lr", type=float, default=3e-4,
+                   help="learning rate of the pivotal tuning (default: 3e-4)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="targets optimized together (default: 8)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=_cmd_project)
+
+
+def _finite_positive(value: float, flag: str) -> float:
+    import math
+
+    if not (math.isfinite(value) and value > 0):
+        raise CLIError(f"{flag} must be a finite number > 0, got {value:g}")
+    return value
+
+
+def _lpips_files(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The LPIPS and VGG16 weights files, found (or downloaded) before any other work."""
+    from .metrics import MissingWeightsError
+    from .metrics.weights import LPIPS_WEIGHTS, VGG16_WEIGHTS, resolve_weights
+
+    try:
+        return (resolve_weights(LPIPS_WEIGHTS, args.lpips_weights, progress=_progress()),
+                resolve_weights(VGG16_WEIGHTS, args.vgg16_weights, progress=_progress()))
+    except (MissingWeightsError, OSError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _cmd_project(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    _positive(args.num_steps, "--num-steps")
+    _positive(args.batch_size, "--batch-size")
+    _positive(args.w_avg_samples, "--w-avg-samples")
+    _positive(args.video_every, "--video-every")
+    _finite_positive(args.lr, "--lr")
+    _finite_positive(args.tune_lr, "--tune-lr")
+    if args.tune_steps < 0:
+        raise CLIError(f"--tune-steps must be >= 0, got {args.tune_steps}")
+    if args.save_video == "mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise CLIError("--save-video mp4 needs the optional imageio-ffmpeg package "
+                       "(pip install imageio-ffmpeg); --save-video gif works without it")
+    out = _output_dir(args.out)
+    tuned_dir = _output_folder_swap(str(out / "generator_tuned"), "--out") \
+        if args.tune_steps else None
+
+    from .tools import find_targets, load_targets, target_names
+
+    try:
+        files = find_targets(args.target)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"--target {exc}") from None
+    weights = _lpips_files(args) if args.distance == "lpips" else None
+    G = _load(args)
+    h, w = G.resolution
+    try:
+        targets, sizes = load_targets(files, (h, w))
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"--target {exc}") from None
+    for file, (fw, fh) in zip(files, sizes, strict=True):
+        if (fh, fw) != (h, w):
+            print(f"pixelfold project: note: {file} is {fw}x{fh}: center-cropped to the "
+                  f"model's aspect ratio and resized to {w}x{h} (Lanczos), as NVlabs' "
+                  f"projector does", file=sys.stderr)
+    lpips = None
+    if weights is not None:
+        from .metrics.ppl import lpips_vgg16
+
+        lpips = lpips_vgg16(lpips_weights=weights[0], vgg16_weights=weights[1], resize=None,
+                            uint8=False, progress=_progress()).to(G.device)
+    names = target_names(files)
+    _project_and_write(args, G, targets, files, names, lpips, out, tuned_dir)
+    return 0
+
+
+def _project_and_write(args: argparse.Namespace, G: Generator, targets: Any,
+                       files: list[Path], names: list[str], lpips: Any, out: Path,
+                       tuned_dir: Path | None) -> None:
+    import torch
+
+    from .tools import (
+        image_distance,
+        image_grid,
+        project,
+        save_gif,
+        save_image,
+        save_mp4,
+        save_projected_w,
+    )
+    from .tools import tune_generator as tune
+
+    results = []
+    for start in range(0, len(files), args.batch_size):
+        batch = targets[start:start + args.batch_size]
+        results.append(project(
+            G, batch, space=args.space, num_steps=args.num_steps, distance=args.distance,
+            lpips=lpips, w_avg_samples=args.w_avg_samples, initial_learning_rate=args.lr,
+            optimize_noise=not args.fixed_noise, seed=args.seed + start,
+            history_every=args.video_every if args.save_video else 0, progress=_progress()))
+    ws = torch.cat([r.ws for r in results])
+    images = torch.cat([r.images for r in results])
+    distance = torch.cat([r.distance for r in results])
+    tuned_images = tuned_distance = None
+    if tuned_dir is not None:
+        tuned_G = tune(G, ws, targets, num_steps=args.tune_steps, learning_rate=args.tune_lr,
+                       distance=args.distance, lpips=lpips, progress=_progress())
+        with torch.no_grad():
+            raw = tuned_G.synthesis(ws.to(G.device, next(G.parameters()).dtype),
+                                    noise_mode="const").float()
+            tuned_images = raw.clamp(-1, 1).cpu()
+            tuned_distance = image_distance(raw, targets.to(raw.device),
+                                            distance=args.distance, lpips=lpips).cpu()
+    meta = dict(model=str(args.model), space=args.space, num_steps=args.num_steps,
+                distance=args.distance, seed=args.seed, w_avg_samples=args.w_avg_samples,
+                learning_rate=args.lr, optimize_noise=not args.fixed_noise,
+                resolution=list(G.resolution), rendered_with="noise_mode=const")
+    if tuned_dir is not None:
+        meta.update(tune_steps=args.tune_steps, tune_learning_rate=args.tune_lr,
+                    tuned_model="generator_tuned",
+                    distance_tuned=[float(d) for d in tuned_distance])  # type: ignore[union-attr]
+    npz = out / "projected_w.npz"
+    with _writing(out):
+        for i, name in enumerate(names):
+            row = [targets[i], images[i]] + ([tuned_images[i]] if tuned_images is not None
+                                             else [])
+            save_image(targets[i], out / f"{name}.target.png")
+            save_image(images[i], out / f"{name}.proj.png")
+            save_image(image_grid(torch.stack(row), len(row)), out / f"{name}.compare.png")
+            if tuned_images is not None:
+                save_image(tuned_images[i], out / f"{name}.tuned.png")
+        if args.save_video:
+            _write_videos(args, G, results, names, out, save_gif, save_mp4)
+        if tuned_dir is not None:
+            tuned_G.save_pretrained(tuned_dir)
+        save_projected_w(npz, ws, names=names, targets=[str(f) for f in files],
+                         distance=distance, meta=meta)
+    for i, name in enumerate(names):
+        extra = f", tuned {float(tuned_distance[i]):.4f}" if tuned_distance is not None else ""
+        print(f"{name}: {args.distance} distance {float(distance[i]):.4f}{extra}")
+    print(f"projected {len(names)} image(s) into {args.space} ({args.num_steps} steps) and "
+          f"wrote {npz}" + (f" and {tuned_dir}" if tuned_dir is not None else ""))
+
+
+def _write_videos(args: argparse.Namespace, G: Generator, results: list[Any],
+                  names: list[str], out: Path, save_gif: Any, save_mp4: Any) -> None:
+    """One video per target: target | projection after every --video-every steps."""
+    import torch
+
+    dtype = next(G.parameters()).dtype
+    k = 0
+    for r in results:
+        assert r.history is not None
+        frames = []
+        with torch.no_grad():
+            for ws in r.history:  # (N, num_ws, w_dim) at one step
+                frames.append(G.synthesis(ws.to(G.device, dtype), noise_mode="const")
+                              .float().clamp(-1, 1).cpu())
+        for i in range(r.ws.shape[0]):
+            strip = torch.cat([torch.cat([r.targets[i], f[i]], dim=2)[None] for f in frames])
+            path = out / f"{names[k]}.proj.{args.save_video}"
+            if args.save_video == "gif":
+                save_gif(strip, path, fps=10)
+            else:
+                save_mp4(strip, path, fps=10)
+            k += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# edit
+
+EDIT_DESCRIPTION = """\
+Edit images along closed-form directions of the style affine weights (SeFa, Shen & Zhou
+2021): the weights of the affine layers reading the ws indices of --layers are stacked, every
+output unit's weight vector scaled to unit norm, and the eigenvectors of A^T A, by
+decreasing eigenvalue, are the directions (--direction K: the K-th, 0 the strongest).
+
+--layers all (every ws index) or stage:K (the indices stage K's convolutions read; the last
+stage also gets the final ToRGB's). The edit adds strength * direction (a unit vector) to
+those rows of ws, for each strength of --strength: A:B:N (N values from A to B, ends
+included, as numpy.linspace) or a list such as -2,0,2.
+
+OUT is a .png grid: one row per seed (or per image of an .npz of ws), one column per
+strength, labeled (--no-labels leaves the text out).
+
+""" + LATENTS_NOTE
+
+
+@command("edit")
+def _build_edit(sub: Any) -> None:
+    p = sub.add_parser("edit", help="edit grids along SeFa directions",
+                       description=EDIT_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model(p)
+    p.add_argument("--seeds", required=True, help=LATENTS_HELP)
+    p.add_argument("--direction", type=int, default=0, metavar="K",
+                   help="which direction, 0 the strongest (default: 0)")
+    p.add_argument("--strength", default="-3:3:7", metavar="A:B:N",
+                   help="strengths: A:B:N or a comma list (default: -3:3:7)")
+    p.add_argument("--layers", default="all", metavar="all|stage:K",
+                   help="the ws indices the directions are found for and moved (default: all)")
+    p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
+    p.add_argument("--no-labels", action="store_true", help="images only, no text")
+    _add_sampling(p)
+    p.set_defaults(func=_cmd_edit)
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    import re
+
+    from .tools import parse_strengths
+
+    seeds = _seeds(args.seeds, "--seeds")
+    try:
+        strengths = parse_strengths(args.strength)
+    except ValueError as exc:
+        raise CLIError(f"--strength: {exc}") from None
+    if args.direction < 0:
+        raise CLIError(f"--direction must be >= 0, got {args.direction}")
+    if not re.fullmatch(r"all|stage:\d+", args.layers.strip()):
+        raise CLIError(f"--layers {args.layers!r}: expected 'all' or 'stage:K'")
+    out = _output_file(args.out, [".png"])
+    G = _load(args)
+    _fitting(G, seeds, "--seeds")
+
+    from .tools import edit_figure, edit_images, resolve_layers, save_image, sefa_directions
+
+    try:
+        layers = resolve_layers(G, args.layers)
+    except ValueError as exc:
+        raise CLIError(f"--layers: {exc}") from None
+    directions, values = sefa_directions(G, layers)
+    if args.direction >= directions.shape[0]:
+        raise CLIError(f"--direction {args.direction} is out of range: --layers {args.layers} "
+                       f"has {directions.shape[0]} directions (0-{directions.shape[0] - 1})")
+    images = edit_images(G, seeds, directions[args.direction], strengths, layers=layers,
+                         **_sampling_kwargs(args))
+    span = f"ws {layers[0]}-{layers[-1]}" if len(layers) > 1 else f"ws {layers[0]}"
+    title = (f"direction {args.direction} (eigenvalue {float(values[args.direction]):.3g}), "
+             f"{span}")
+    figure = edit_figure(images, strengths, seeds=seeds, title=title,
+                         labels=not args.no_labels)
+    with _writing(out):
+        save_image(figure, out)
+    print(f"wrote {len(seeds)} latents x {len(strengths)} strengths along direction "
+          f"{args.direction} ({span}) to {out}")
     return 0
 
 
@@ -889,11 +1267,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NEGATIVE_VALUE_FLAGS = ("--strength",)
+"""Flags whose value may start with a minus sign that is not a plain number (``-3:3:7``):
+argparse (before Python 3.13) would take it for a flag, so it is attached to the flag."""
+
+
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in NEGATIVE_VALUE_FLAGS and i + 1 < len(argv) \
+                and argv[i + 1][:2] != "--" and argv[i + 1][:1] == "-":
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status: 0 success, 2 bad input (one line
     ``pixelfold COMMAND: error: ...`` on stderr), 1 a bug (with its traceback), 130
     interrupted."""
     parser = build_parser()
+    argv = _attach_negative_values(sys.argv[1:] if argv is None else list(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and argparse's own usage errors

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,7 @@ from ..layers import (
     EqualConv2d,
     FourierFeatures,
     MappingNetwork,
+    NoiseInjection,
     NoiseMode,
     PixelFold,
     PixelUnfold,
@@ -140,11 +143,13 @@ class StageBlock(nn.Module):
         ws: torch.Tensor,
         rgb: torch.Tensor | None,
         noise_mode: NoiseMode,
+        noise: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``ws`` holds this block's three styles ``(B, 3, w_dim)``: conv0, conv1, ToRGB."""
-        x = self.conv0(x, ws[:, 0], noise_mode)
+        """``ws`` holds this block's three styles ``(B, 3, w_dim)``: conv0, conv1, ToRGB.
+        ``noise``: explicit noise images of conv0 and conv1 (``None``: ``noise_mode``)."""
+        x = self.conv0(x, ws[:, 0], noise_mode, noise[0])
         x = self.grow(x)
-        x = self.conv1(x, ws[:, 1], noise_mode)
+        x = self.conv1(x, ws[:, 1], noise_mode, noise[1])
         rgb = self.to_rgb(x, ws[:, 2], rgb)
         return x, rgb
 
@@ -268,17 +273,21 @@ class SynthesisStage(nn.Module):
         ws: torch.Tensor,
         rgb: torch.Tensor | None,
         noise_mode: NoiseMode = "random",
+        noise: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the stage. ``ws`` is the full ``(B, num_ws, w_dim)``; ``prev`` the previous
-        stage's output features; ``rgb`` the running RGB. Returns ``(features, rgb)``."""
+        stage's output features; ``rgb`` the running RGB; ``noise`` explicit noise images by
+        module name within the stage (``"blocks.0.conv0.noise"``; the others follow
+        ``noise_mode``). Returns ``(features, rgb)``."""
+        noise = noise or {}
         k = self.w_offset
         batch = ws.shape[0]
         # a style-free input is the same for every sample: keep its batch of 1 as long as
         # possible (the merge convolves it once)
         x = self.positional_input(1 if self.style_free_input else batch).to(ws.dtype)
         if not self.style_free_input:
-            for layer in self.input_layers:
-                x = layer(x, ws[:, k], noise_mode)
+            for i, layer in enumerate(self.input_layers):
+                x = layer(x, ws[:, k], noise_mode, noise.get(f"input_layers.{i}.noise"))
                 k += 1
             x = self.reduce(x)
         if prev is not None and self.spec.merge == "concat":
@@ -288,8 +297,10 @@ class SynthesisStage(nn.Module):
             x = x + prev
         else:
             x = x.expand(batch, -1, -1, -1)
-        for block in self.blocks:
-            x, rgb = block(x, ws[:, k:k + 3], rgb, noise_mode)
+        for j, block in enumerate(self.blocks):
+            x, rgb = block(x, ws[:, k:k + 3], rgb, noise_mode,
+                           (noise.get(f"blocks.{j}.conv0.noise"),
+                            noise.get(f"blocks.{j}.conv1.noise")))
             k += 2
         return x, rgb  # type: ignore[return-value]
 
@@ -321,6 +332,7 @@ class SynthesisNetwork(nn.Module):
         ws: torch.Tensor,
         noise_mode: NoiseMode = "random",
         return_stages: bool = False,
+        noise: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Synthesize images.
 
@@ -329,6 +341,11 @@ class SynthesisNetwork(nn.Module):
             noise_mode: ``"random"`` (fresh noise), ``"const"`` (the stored noise images) or
                 ``"none"``.
             return_stages: also return the running RGB at the end of every stage.
+            noise: explicit noise images by name (the keys of
+                [`noise_layers()`][pixelfold.models.SynthesisNetwork.noise_layers]), each
+                ``(B, 1, H, W)`` or ``(1, 1, H, W)`` at that layer's resolution, used instead
+                of ``noise_mode`` for those layers (the others follow ``noise_mode``).
+                Gradients flow into them: the projector optimizes them this way.
 
         Returns:
             images ``(B, 3, H, W)``, or ``(images, [rgb of stage 0, stage 1, ...])``. An empty
@@ -337,7 +354,8 @@ class SynthesisNetwork(nn.Module):
         Raises:
             InputError: ``ws`` is not a floating-point tensor on the device of the weights, or
                 has another dtype outside ``torch.autocast``.
-            ValueError: ``ws`` has the wrong shape.
+            ValueError: ``ws`` has the wrong shape, or ``noise`` names a layer that does not
+                exist or holds an image of the wrong shape.
         """
         first = self.stages[0].blocks[0].conv0.conv.weight
         check_input(ws, first, "ws", "the synthesis network", var="G")
@@ -345,13 +363,14 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}), "
                              f"got {tuple(ws.shape)}")
+        per_stage = self._split_noise(noise, ws) if noise else {}
         if ws.shape[0] == 0:
             return self._empty(ws, return_stages)
         x: torch.Tensor | None = None
         rgb: torch.Tensor | None = None
         stage_rgbs = []
-        for stage in self.stages:
-            x, rgb = stage(x, ws, rgb, noise_mode)
+        for i, stage in enumerate(self.stages):
+            x, rgb = stage(x, ws, rgb, noise_mode, per_stage.get(i))
             stage_rgbs.append(rgb)
         assert rgb is not None
         if return_stages:
@@ -364,6 +383,43 @@ class SynthesisNetwork(nn.Module):
         rgbs = [ws.new_zeros((0, 3, *stage.blocks[-1].output_resolution))
                 for stage in self.stages]
         return (rgbs[-1], rgbs) if return_stages else rgbs[-1]
+
+    def noise_layers(self) -> dict[str, NoiseInjection]:
+        """Every noise input by name (its module path in the synthesis network, e.g.
+        ``"stages.0.blocks.0.conv0.noise"``), in the order the forward pass reads them: the
+        names that ``forward(..., noise=...)`` takes. Each layer's ``noise_const`` buffer
+        ``(1, 1, H, W)`` gives its resolution."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, NoiseInjection)}
+
+    def _split_noise(self, noise: Mapping[str, torch.Tensor], ws: torch.Tensor
+                     ) -> dict[int, dict[str, torch.Tensor]]:
+        """Check explicit noise images against the layers and group them by stage (names
+        relative to the stage)."""
+        layers = self.noise_layers()
+        batch = ws.shape[0]
+        out: dict[int, dict[str, torch.Tensor]] = {}
+        for name, image in noise.items():
+            layer = layers.get(name)
+            if layer is None:
+                known = ", ".join(list(layers)[:3])
+                raise ValueError(f"noise {name!r} is not a noise layer of this synthesis "
+                                 f"network ({len(layers)} layers: {known}, ...; see "
+                                 f"noise_layers())")
+            if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+                got = image.dtype if isinstance(image, torch.Tensor) else type(image).__name__
+                raise ValueError(f"noise {name!r} must be a floating-point tensor, got {got}")
+            size = None if layer.noise_const is None else tuple(layer.noise_const.shape[2:])
+            if image.ndim != 4 or image.shape[1] != 1 or image.shape[0] not in (1, batch) \
+                    or (size is not None and tuple(image.shape[2:]) != size):
+                want = f"({batch} or 1, 1, {size[0]}, {size[1]})" if size else "(B, 1, H, W)"
+                raise ValueError(f"noise {name!r} must have shape {want}, got "
+                                 f"{tuple(image.shape)}")
+            if image.device != ws.device:
+                raise ValueError(f"noise {name!r} is on {image.device}, the styles on "
+                                 f"{ws.device}")
+            _, stage, rest = name.split(".", 2)
+            out.setdefault(int(stage), {})[rest] = image
+        return out
 
     def style_ranges(self) -> list[range]:
         """For each stage, the indices of ``ws`` it reads (its last ToRGB reads the next

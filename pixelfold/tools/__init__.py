@@ -2,16 +2,29 @@
 
 ``from pixelfold.tools import generate_images, image_grid, save_image, profile_generator``.
 
-- [`latents`][pixelfold.tools.latents]: seed lists, seeded latents, lerp / slerp.
+- [`latents`][pixelfold.tools.latents]: seed lists, seeded latents, given ``ws``
+  ([`WLatents`][pixelfold.tools.WLatents]), lerp / slerp.
 - [`images`][pixelfold.tools.images]: samples, style mixing, interpolation, per-stage outputs
   (tensors in ``[-1, 1]``).
 - [`figures`][pixelfold.tools.figures]: grids, labeled figures, GIF / MP4, atomic writes.
+- [`project`][pixelfold.tools.project]: images into latents (NVlabs' projector), pivotal
+  tuning (PTI), ``.npz`` files of projected ``ws``.
+- [`edit`][pixelfold.tools.edit]: closed-form edit directions (SeFa) and edit grids.
 - [`profile`][pixelfold.tools.profile]: parameters, GMACs, images per second, peak memory.
 - [`device`][pixelfold.tools.device]: device strings.
 - [`plots`][pixelfold.tools.plots]: a training run's metrics against kimg.
 """
 
 from .device import resolve_device
+from .edit import (
+    edit_figure,
+    edit_images,
+    edit_ws,
+    parse_strengths,
+    resolve_layers,
+    sefa_directions,
+    style_layers,
+)
 from .figures import (
     image_grid,
     mix_figure,
@@ -34,38 +47,80 @@ from .images import (
     stage_images,
     style_mix_images,
 )
-from .latents import MAX_SEED, SeedList, lerp, parse_seeds, seed_latents, slerp
+from .latents import MAX_SEED, SeedList, WLatents, lerp, parse_seeds, seed_latents, slerp
 from .plots import plot_metrics
 from .profile import DTYPES, format_profile, profile_generator
+from .project import (
+    DISTANCES,
+    IMAGE_SUFFIXES,
+    PROJECTED_W_FORMAT,
+    SPACES,
+    ProjectionResult,
+    find_targets,
+    image_distance,
+    learning_rate_schedule,
+    load_projected_w,
+    load_targets,
+    lpips_size,
+    noise_regularization,
+    project,
+    save_projected_w,
+    target_names,
+    tune_generator,
+)
 
 __all__ = [
+    "DISTANCES",
     "DTYPES",
     "plot_metrics",
     "HELD_BYTES_PER_PIXEL",
+    "IMAGE_SUFFIXES",
     "MAX_SEED",
+    "PROJECTED_W_FORMAT",
+    "SPACES",
     "Crossover",
+    "ProjectionResult",
     "SeedList",
+    "WLatents",
     "check_batch_memory",
     "check_finite_images",
     "check_held_memory",
+    "edit_figure",
+    "edit_images",
+    "edit_ws",
+    "find_targets",
     "format_profile",
     "generate_images",
+    "image_distance",
     "image_grid",
     "interpolation_frames",
     "iter_images",
+    "learning_rate_schedule",
     "lerp",
+    "load_projected_w",
+    "load_targets",
+    "lpips_size",
     "mix_figure",
+    "noise_regularization",
     "parse_seeds",
+    "parse_strengths",
     "profile_generator",
-    "resolve_device",
+    "project",
     "resolve_crossovers",
+    "resolve_device",
+    "resolve_layers",
     "save_gif",
     "save_image",
     "save_mp4",
+    "save_projected_w",
     "seed_latents",
+    "sefa_directions",
     "slerp",
     "stage_images",
     "stages_figure",
+    "style_layers",
     "style_mix_images",
+    "target_names",
     "to_pil",
+    "tune_generator",
 ]

@@ -189,6 +189,11 @@ def _labeled_canvas(
     return canvas
 
 
+def _seed_label(seed: int | str) -> str:
+    """``seed N`` for a seed, the label itself for given latents (a projected image's name)."""
+    return f"seed {seed}" if isinstance(seed, int) else str(seed)
+
+
 def mix_figure(rows: torch.Tensor, cols: torch.Tensor, mixed: torch.Tensor,
                crossovers: Sequence[Crossover], *, row_seeds: Sequence[int] | None = None,
                col_seeds: Sequence[int] | None = None, labels: bool = True) -> Image.Image:
@@ -240,8 +245,8 @@ def mix_figure(rows: torch.Tensor, cols: torch.Tensor, mixed: torch.Tensor,
         row_seeds = row_seeds if row_seeds is not None else range(R)
         col_seeds = col_seeds if col_seeds is not None else range(C)
         kwargs = dict(
-            row_labels=[""] + [f"seed {s}" for s in row_seeds],
-            col_labels=[""] + [f"seed {s}" for s in col_seeds] * K,
+            row_labels=[""] + [_seed_label(s) for s in row_seeds],
+            col_labels=[""] + [_seed_label(s) for s in col_seeds] * K,
             headers=[(1 + k * C, k * C + C, label) for k, (label, _) in enumerate(crossovers)],
         )
     return _labeled_canvas(cells, (R + 1, 1 + K * C), (h, w), col_gaps=col_gaps, row_gaps=[1],
@@ -267,7 +272,7 @@ def stages_figure(stages: torch.Tensor, *, seeds: Sequence[int] | None = None,
         seeds = seeds if seeds is not None else range(N)
         names = [f"stage {s}" + (f" ({stage_resolutions[s][0]}x{stage_resolutions[s][1]})"
                                  if stage_resolutions else "") for s in range(S)]
-        kwargs = dict(row_labels=[f"seed {s}" for s in seeds],
+        kwargs = dict(row_labels=[_seed_label(s) for s in seeds],
                       headers=[(s, s, name) for s, name in enumerate(names)])
     return _labeled_canvas(cells, (N, S), (h, w), **kwargs)
 

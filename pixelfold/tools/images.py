@@ -1,6 +1,10 @@
 """Images from a generator: samples by seed, stage-wise style mixing, latent interpolation and
 per-stage outputs.
 
+Wherever they take seeds they also take a [`WLatents`][pixelfold.tools.WLatents]: given ``ws``
+(a projection read by [`load_projected_w`][pixelfold.tools.load_projected_w], say) used in
+place of the mapped seeds.
+
 Every function takes a [`Generator`][pixelfold.models.Generator], runs it under
 ``torch.inference_mode`` on its own device and dtype, in batches of ``batch_size``, and returns
 float32 CPU tensors in ``[-1, 1]``. [`figures`][pixelfold.tools.figures] lays them out and
@@ -34,7 +38,7 @@ from ..models import Generator, style_mix
 from ..utils.errors import ConfigError, NonFiniteError
 from ..utils.memory import check_fits, generator_batch_bytes
 from ..utils.tensors import module_tensors, non_finite
-from .latents import lerp, seed_latents, slerp
+from .latents import WLatents, lerp, seed_latents, slerp
 
 __all__ = [
     "HELD_BYTES_PER_PIXEL",
@@ -124,7 +128,8 @@ def check_finite_images(G: Generator, images: torch.Tensor,
     if not bool(bad.any()):
         return
     idx = bad.nonzero().flatten().tolist()
-    which = (f"seed(s) {', '.join(str(seeds[i]) for i in idx[:5])}"
+    kind = "latent(s)" if isinstance(seeds, WLatents) else "seed(s)"
+    which = (f"{kind} {', '.join(str(seeds[i]) for i in idx[:5])}"
              + (f" and {len(idx) - 5} more" if len(idx) > 5 else "")
              if seeds is not None else f"{len(idx)} of {images.shape[0]}")
     weights = non_finite(module_tensors(G))
@@ -151,8 +156,13 @@ def _param_dtype(G: Generator) -> torch.dtype:
     return next(G.parameters()).dtype
 
 
-def _mapping(G: Generator, seeds: Sequence[int], truncation_psi: float) -> torch.Tensor:
+def _mapping(G: Generator, seeds: Sequence[int] | WLatents,
+             truncation_psi: float) -> torch.Tensor:
+    """``ws (N, num_ws, w_dim)`` of seeds (mapped), or of given latents, truncated."""
     _check_psi(truncation_psi)
+    if isinstance(seeds, WLatents):
+        ws = seeds.for_generator(G)
+        return G.mapping.truncate(ws, truncation_psi) if truncation_psi != 1 else ws.clone()
     z = seed_latents(seeds, G.z_dim).to(G.device, _param_dtype(G))
     return G.mapping(z, truncation_psi=truncation_psi).clone()
 
@@ -355,7 +365,8 @@ def interpolation_frames(
         seeds: two or more key seeds.
         steps: frames per pair of seeds, ends included (>= 2).
         space: ``"z"`` interpolates the Gaussian latents (then maps them), ``"w"`` the mapped
-            (and truncated) latents.
+            (and truncated) latents, every layer's (so per-layer ``ws`` of a
+            [`WLatents`][pixelfold.tools.WLatents], which has no ``z``, need ``"w"``).
         method: ``"slerp"`` (default in z: follows the sphere where Gaussian latents live, see
             [`slerp`][pixelfold.tools.slerp]) or ``"lerp"`` (default in w, the only method
             there: w is not spherical).
@@ -383,6 +394,9 @@ def interpolation_frames(
         raise ValueError(f"method must be 'lerp' or 'slerp', got {method!r}")
     if space == "w" and method == "slerp":
         raise ValueError("slerp is for z space (Gaussian latents); interpolate w with lerp")
+    if space == "z" and isinstance(seeds, WLatents):
+        raise ConfigError(f"{seeds.source or 'given ws'}: latents given as ws have no z; "
+                          f"interpolate them in w space")
     _check_psi(truncation_psi)
     frames = (len(seeds) - 1) * (steps - 1) + 1
     check_held_memory(G, frames, f"{frames:,d} frames", extra_bytes=_ws_bytes(G, frames) * 2,
@@ -392,15 +406,13 @@ def interpolation_frames(
     t = torch.linspace(0, 1, steps, dtype=torch.float64)
     if space == "z":
         keys = seed_latents(seeds, G.z_dim).double()
-    else:
-        keys = _mapping(G, seeds, truncation_psi)[:, 0].double().cpu()
-    path = [interp(keys[i][None], keys[i + 1][None], (t if i == 0 else t[1:])[:, None])
+    else:  # every layer's w: the per-layer ws of a projection differ
+        keys = _mapping(G, seeds, truncation_psi).double().cpu()
+    shape = (-1,) + (1,) * (keys.ndim - 1)
+    path = [interp(keys[i][None], keys[i + 1][None], (t if i == 0 else t[1:]).view(shape))
             for i in range(len(seeds) - 1)]
     points = torch.cat(path).to(G.device, _param_dtype(G))
-    if space == "z":
-        ws = G.mapping(points, truncation_psi=truncation_psi)
-    else:
-        ws = points[:, None].expand(-1, G.num_ws, -1)
+    ws = G.mapping(points, truncation_psi=truncation_psi) if space == "z" else points
     return _synthesize(G, ws, noise_mode=noise_mode, batch_size=batch_size,
                        progress=progress, desc="interpolate", what="frames")
 

@@ -2,6 +2,8 @@
 
 A seed ``s`` names the latent ``torch.randn(1, z_dim, generator=torch.Generator().manual_seed(s))``,
 as NVlabs' scripts do, so ``seed 7`` is the same ``z`` on every machine and device.
+[`WLatents`][pixelfold.tools.WLatents] stands in for seeds with given per-layer latents ``ws``
+(projected images, edits): the image functions accept either.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ import bisect
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import torch
 
 from ..utils.errors import ConfigError
 
-__all__ = ["MAX_SEED", "SeedList", "lerp", "parse_seeds", "seed_latents", "slerp"]
+if TYPE_CHECKING:
+    from ..models import Generator
+
+__all__ = ["MAX_SEED", "SeedList", "WLatents", "lerp", "parse_seeds", "seed_latents", "slerp"]
 
 MAX_SEED = 2**32 - 1
 """Largest seed accepted by [`parse_seeds`][pixelfold.tools.parse_seeds] (NVlabs' limit)."""
@@ -107,6 +112,102 @@ class SeedList(Sequence[int]):
         text = ",".join(f"{r.start}" if len(r) == 1 else f"{r.start}-{r.stop - 1}"
                         for r in self._ranges)
         return f"SeedList({text!r}, {self._len:,d} seeds)"
+
+
+_LABEL = re.compile(r"^[\w.+-]+$")
+
+
+class WLatents(Sequence[str]):
+    """Given per-layer latents ``ws``, accepted wherever the image functions of
+    ``pixelfold.tools`` take seeds (``generate_images``, ``iter_images``,
+    ``style_mix_images``, ``stage_images``, ``interpolation_frames`` in w space,
+    ``edit_images``): their ``ws`` are used as the mapping of a seed would be, truncation
+    included (``w_avg + psi (w - w_avg)``; ``psi = 1`` leaves them as they are).
+
+    It is a ``Sequence`` of labels (one per latent, used in figures and file names, e.g. the
+    names of projected images); slicing gives another ``WLatents``. Read a projection with
+    [`load_projected_w`][pixelfold.tools.load_projected_w].
+
+    Args:
+        ws: ``(N, num_ws, w_dim)`` per-layer latents, or ``(N, w_dim)`` for one ``w`` per image
+            (broadcast to every layer); any float dtype and device (they are moved to the
+            generator's).
+        labels: one label per latent, letters, digits and ``._+-`` only, all different
+            (default ``w0000``, ``w0001``, ...).
+        source: where they come from (a file name), for messages.
+
+    Raises:
+        ConfigError: ``ws`` is not a non-empty 2-D or 3-D floating-point tensor, holds NaN or
+            infinity, or the labels do not fit.
+    """
+
+    def __init__(self, ws: torch.Tensor, labels: Sequence[str] | None = None, *,
+                 source: str | None = None) -> None:
+        where = source or "ws"
+        if not isinstance(ws, torch.Tensor) or not ws.is_floating_point() \
+                or ws.ndim not in (2, 3) or ws.shape[0] == 0 or 0 in ws.shape:
+            shape = tuple(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
+            raise ConfigError(f"{where}: expected latents of shape (N, num_ws, w_dim) or (N, "
+                              f"w_dim) with N >= 1 as floats, got {shape}")
+        if not bool(torch.isfinite(ws).all()):
+            bad = int((~torch.isfinite(ws)).sum())
+            raise ConfigError(f"{where}: the latents hold {bad:,d} NaN or infinite values")
+        labels = [f"w{i:04d}" for i in range(ws.shape[0])] if labels is None \
+            else [str(label) for label in labels]
+        if len(labels) != ws.shape[0]:
+            raise ConfigError(f"{where}: {len(labels)} labels for {ws.shape[0]} latents")
+        bad_labels = [label for label in labels if not _LABEL.match(label)]
+        if bad_labels:
+            raise ConfigError(f"{where}: label {bad_labels[0]!r} may only hold letters, digits "
+                              f"and ._+-")
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{where}: the labels are not all different")
+        self.ws = ws.detach()
+        self.labels = tuple(labels)
+        self.source = source
+
+    def __len__(self) -> int:
+        return self.ws.shape[0]
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> WLatents: ...
+
+    def __getitem__(self, index: int | slice) -> str | WLatents:
+        if isinstance(index, slice):
+            return WLatents(self.ws[index], self.labels[index], source=self.source)
+        return self.labels[index]
+
+    def for_generator(self, G: Generator) -> torch.Tensor:
+        """The latents as ``(N, num_ws, w_dim)`` on ``G``'s device and in its dtype.
+
+        Raises:
+            ConfigError: their shape does not fit ``G`` (the message names both).
+        """
+        ws = self.ws
+        if ws.ndim == 2:
+            ws = ws[:, None].expand(-1, G.num_ws, -1)
+        if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
+            raise ConfigError(
+                f"{self.source or 'ws'}: latents of shape {tuple(self.ws.shape)} do not fit "
+                f"the model {G.spec.name!r}, which takes ({G.num_ws}, {G.w_dim}) per image "
+                f"(num_ws, w_dim); were they made with another model?")
+        param = next(G.parameters())
+        return ws.to(param.device, param.dtype)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WLatents):
+            return NotImplemented
+        return self.labels == other.labels and self.ws.shape == other.ws.shape \
+            and bool(torch.equal(self.ws.cpu(), other.ws.cpu()))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        where = f", source={self.source!r}" if self.source else ""
+        return f"WLatents({len(self)} latents of {tuple(self.ws.shape[1:])}{where})"
 
 
 def parse_seeds(text: str) -> SeedList:

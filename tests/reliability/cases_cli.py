@@ -1,4 +1,5 @@
-"""Cases of the ``pixelfold`` command line: generate, mix, interpolate, stages, profile, convert."""
+"""Cases of the ``pixelfold`` command line: generate, mix, interpolate, stages, profile, convert,
+project, edit and the ``.npz`` files of projected ws."""
 
 from __future__ import annotations
 
@@ -88,6 +89,32 @@ def _file_named_out(folder: Path) -> None:
     (folder / "out").write_text("an unrelated file")
 
 
+def _target(folder: Path, name: str = "t.png", size: tuple[int, int] = (32, 32)) -> None:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / name)
+
+
+def _wide_target(folder: Path) -> None:
+    _target(folder, "wide.png", (48, 24))
+
+
+def _garbage_target(folder: Path) -> None:
+    (folder / "t.png").write_bytes(b"these bytes are no PNG")
+
+
+def _other_model_ws(folder: Path) -> None:
+    import numpy as np
+
+    np.savez(folder / "w.npz", w=np.zeros((1, 14, 512), dtype=np.float32))
+
+
+def _garbage_ws(folder: Path) -> None:
+    (folder / "w.npz").write_text("not an archive")
+
+
 # ---------------------------------------------------------------------------------------------
 # checks
 
@@ -109,6 +136,19 @@ def _old_grid_kept(folder: Path) -> None:
 
 def _file_kept(folder: Path) -> None:
     assert (folder / "out").read_text() == "an unrelated file"
+
+
+def _projected_wide(folder: Path) -> None:
+    import numpy as np
+
+    data = np.load(folder / "o" / "projected_w.npz", allow_pickle=False)
+    assert data["w"].shape == (1, 9, 64) and list(data["names"]) == ["wide"]
+    assert (folder / "o" / "wide.compare.png").is_file()
+
+
+_PROJECT = ["pixelfold", "project", TINY, "--target", "t.png", "--out", "o"]
+_NO_LPIPS = {"HF_HUB_OFFLINE": "1", "TORCH_HOME": "no-torch-home", "PIXELFOLD_LPIPS_WEIGHTS": "",
+             "PIXELFOLD_VGG16_WEIGHTS": ""}
 
 
 NOTHING = "nothing written"
@@ -250,5 +290,63 @@ CASES = [
          argv=["pixelfold", "demo", TINY, "--port", "70000"], status=2,
          message=r"^pixelfold demo: error: --port 70000: expected 0 \(a free port\) to 65535$",
          leaves="nothing served or written", check=_only()),
+    Case(name="project-missing-target", area="project", what="`project --target` of no file",
+         argv=_PROJECT, status=2,
+         message=r"^pixelfold project: error: --target t\.png: no such file or folder$",
+         leaves=NOTHING, check=_only()),
+    Case(name="project-unreadable-target", area="project",
+         what="a `--target` that is not an image",
+         argv=[*_PROJECT, "--distance", "mse"], status=2,
+         message=r"error: --target t\.png is not an image Pillow can read \(cannot identify "
+                 r"image file",
+         leaves="nothing written, before the optimization", setup=_garbage_target,
+         check=_only("t.png")),
+    Case(name="project-other-size", area="project",
+         what="a 48x24 `--target` for a 32x32 model", argv=[
+             "pixelfold", "project", TINY, "--target", "wide.png", "--out", "o", "--distance",
+             "mse", "--num-steps", "1", "--w-avg-samples", "100"], status=0,
+         message=r"^pixelfold project: note: wide\.png is 48x24: center-cropped to the model's "
+                 r"aspect ratio and resized to 32x32 \(Lanczos\), as NVlabs' projector does$",
+         leaves="the projection of the center, cropped and resized (as the note says)",
+         setup=_wide_target, check=_projected_wide),
+    Case(name="project-num-steps-0", area="project", what="`project --num-steps 0`",
+         argv=[*_PROJECT, "--num-steps", "0"], status=2,
+         message=r"error: --num-steps must be >= 1, got 0$", leaves=NOTHING, setup=_target,
+         check=_only("t.png")),
+    Case(name="project-no-lpips-offline", area="project",
+         what="`project` offline (`HF_HUB_OFFLINE=1`) without LPIPS weights files",
+         argv=_PROJECT, status=2,
+         message=r"error: LPIPS-VGG16 linear-layer weights .* are needed, but downloads are off "
+                 r"\(HF_HUB_OFFLINE=1\) .* pass a local copy with lpips_weights=PATH \(CLI: "
+                 r"--lpips-weights PATH\) or set the environment variable "
+                 r"PIXELFOLD_LPIPS_WEIGHTS=PATH\.$",
+         leaves="nothing written, before the model is loaded", setup=_target,
+         env=_NO_LPIPS, check=_only("t.png")),
+    Case(name="edit-bad-strength", area="edit", what="`edit --strength 3:-3`",
+         argv=["pixelfold", "edit", TINY, "--seeds", "0", "--strength", "3:-3", "--out",
+               "e.png"], status=2,
+         message=r"error: --strength: bad strengths '3:-3': expected A:B:N \(N values from A "
+                 r"to B, e\.g\. -3:3:7\) or a comma-separated list of numbers$",
+         leaves=NOTHING, check=_only()),
+    Case(name="edit-direction-out-of-range", area="edit",
+         what="`edit --direction 64` for a model with `w_dim` 64",
+         argv=["pixelfold", "edit", TINY, "--seeds", "0", "--direction", "64", "--out",
+               "e.png"], status=2,
+         message=r"error: --direction 64 is out of range: --layers all has 64 directions "
+                 r"\(0-63\)$",
+         leaves=NOTHING, check=_only()),
+    Case(name="ws-of-another-model", area="projected ws",
+         what="`generate --seeds w.npz` with the ws of another model (14 x 512)",
+         argv=["pixelfold", "generate", TINY, "--seeds", "w.npz", "--out", "o"], status=2,
+         message=r"error: --seeds w\.npz: latents of shape \(1, 14, 512\) do not fit the model "
+                 r"'pixelfolder-tiny-32', which takes \(9, 64\) per image \(num_ws, w_dim\); "
+                 r"were they made with another model\?$",
+         leaves=NOTHING, setup=_other_model_ws, check=_only("w.npz")),
+    Case(name="ws-file-not-npz", area="projected ws",
+         what="`edit --seeds w.npz` with a text file", argv=[
+             "pixelfold", "edit", TINY, "--seeds", "w.npz", "--out", "e.png"], status=2,
+         message=r"error: --seeds: w\.npz is not an \.npz file of latents \(not a zip "
+                 r"archive\)$",
+         leaves=NOTHING, setup=_garbage_ws, check=_only("w.npz")),
 ]
 
