@@ -217,7 +217,7 @@ def test_kid_of_few_images_has_no_spread_unless_subsets_are_smaller(
     real_features = net(torch.stack([real[i] for i in range(N)]))[0]
     expected = kid_features_to_metric(gen, real_features, kid_subsets=1, kid_subset_size=N,
                                       verbose=False)["kernel_inception_distance_mean"]
-    assert whole.kid == pytest.approx(float(expected), rel=1e-9)
+    assert whole.kid == pytest.approx(float(expected), rel=1e-5)  # float32 features, other batches
     halves = compute_metrics(samples, "digits", fid=False, prc=False, kid_subset_size=6,
                              **_kw(stand_in_networks))
     assert halves.kid_std is not None and halves.kid_std > 0

@@ -460,7 +460,7 @@ def compute_metrics(
         if nets and warn_after is not None:
             estimate = _estimate_seconds(gen, real_data, nets, batch_size, dev)
             if estimate is not None:
-                protocol["estimated_seconds"] = round(estimate, 1)
+                protocol["estimated_seconds"] = float(f"{estimate:.3g}")
                 if estimate > warn_after:
                     logger.warning(
                         "this evaluation will take about %s on %s (timed on two batches of "
