@@ -155,7 +155,12 @@ def fidelity_extractor(name: str, layers: list[str], tensors: Mapping[str, torch
                        cuda: bool, verbose: bool) -> nn.Module:
     """torch-fidelity's feature extractor ``name`` with the weights ``tensors`` (from
     [`read_fidelity_weights`][pixelfold.metrics.networks.read_fidelity_weights]), handed over as
-    an in-memory file of those tensors only."""
+    an in-memory file of those tensors only.
+
+    On the CPU the network is put in the channels-last memory format: its convolutions then run
+    about 1.2-2x faster there (oneDNN's native layout; measured interleaved on 2 cores), and
+    the features change only by float rounding (about 1e-6 relative), like any other order of
+    summation. On CUDA it is left as torch-fidelity builds it."""
     from torch_fidelity.utils import create_feature_extractor
 
     from .torchscript import complete_for_fidelity
@@ -163,8 +168,11 @@ def fidelity_extractor(name: str, layers: list[str], tensors: Mapping[str, torch
     # issue 12: Inception weights without the logits layer (fid-helper's TorchScript file) get
     # NaN placeholders for it, or a one-line error when the logits are asked for (IS)
     tensors = complete_for_fidelity(tensors, layers)
-    return create_feature_extractor(name, layers, cuda=cuda, verbose=verbose,
-                                    feature_extractor_weights_path=tensors_only_file(tensors))
+    extractor = create_feature_extractor(name, layers, cuda=cuda, verbose=verbose,
+                                         feature_extractor_weights_path=tensors_only_file(tensors))
+    if not cuda:
+        extractor = extractor.to(memory_format=torch.channels_last)
+    return extractor
 
 
 @contextmanager

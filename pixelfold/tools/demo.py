@@ -4,8 +4,8 @@
 The page has a seed slider, a truncation slider and the noise mode for the main image;
 per-stage style mixing with a second seed (the stages ticked take their styles from it); an
 interpolation strip from the first seed to the second (in z with slerp, or in w with lerp);
-and, when the SeFa module ``pixelfold.tools.edit`` is installed, its edit directions with a
-strength slider. Every control re-renders only the images it affects.
+and the first SeFa edit directions (see [Edit directions](../tools/edit.md)) with a strength
+slider. Every control re-renders only the images it affects.
 
 [`DemoRenderer`][pixelfold.tools.demo.DemoRenderer] makes the images (tensors to PIL, no
 Gradio), [`build_demo`][pixelfold.tools.demo.build_demo] lays out the page and
@@ -14,7 +14,6 @@ Gradio), [`build_demo`][pixelfold.tools.demo.build_demo] lays out the page and
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import logging
 import os
@@ -64,32 +63,13 @@ def require_gradio() -> Any:
     return gradio
 
 
-def edit_directions(G: Generator, k: int = 8) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """The first ``k`` SeFa edit directions of ``G`` ``(k, w_dim)`` and their weights (or
-    ``None``), from ``pixelfold.tools.edit.sefa_directions`` when that module is installed;
-    ``None`` when it is not (the demo then has no edit control).
+def edit_directions(G: Generator, k: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` SeFa edit directions of ``G`` ``(k, w_dim)`` and their eigenvalues
+    ``(k,)``, from [`sefa_directions`][pixelfold.tools.edit.sefa_directions] over all layers."""
+    from .edit import sefa_directions
 
-    ``sefa_directions(G)`` may return the directions (rows), or ``(directions, values)``.
-    """
-    if importlib.util.find_spec("pixelfold.tools.edit") is None:
-        return None
-    edit = importlib.import_module("pixelfold.tools.edit")
-    found = getattr(edit, "sefa_directions", None)
-    if found is None:
-        logger.warning("pixelfold.tools.edit has no sefa_directions: no edit control")
-        return None
-    result = found(G)
-    values = None
-    if isinstance(result, (tuple, list)):
-        result, values = result[0], (result[1] if len(result) > 1 else None)
-    directions = torch.as_tensor(result).detach().float().cpu()
-    if directions.ndim != 2 or directions.shape[1] != G.w_dim:
-        logger.warning("sefa_directions gave directions of shape %s, not (k, %d): no edit "
-                       "control", tuple(directions.shape), G.w_dim)
-        return None
-    if values is not None:
-        values = torch.as_tensor(values).detach().float().cpu()[:k]
-    return directions[:k], values
+    directions, values = sefa_directions(G)
+    return directions[:k], values[:k]
 
 
 def _enlarge(image: Image.Image, side: int, resolution: int) -> Image.Image:
@@ -196,8 +176,8 @@ def build_demo(G: Generator, *, name: str = "generator", preset: bool = False,
         name: what the title calls it (the model argument).
         preset: ``G`` is a randomly initialized preset (the page says so).
         directions: edit directions ``(k, w_dim)``; ``"auto"``: from
-            [`edit_directions`][pixelfold.tools.demo.edit_directions] (none when
-            ``pixelfold.tools.edit`` is not installed); ``None``: no edit control.
+            [`edit_directions`][pixelfold.tools.demo.edit_directions]; ``None``: no edit
+            control.
 
     Raises:
         ModuleNotFoundError: gradio is not installed.
@@ -207,8 +187,7 @@ def build_demo(G: Generator, *, name: str = "generator", preset: bool = False,
     if isinstance(directions, str):
         if directions != "auto":
             raise ValueError(f"directions must be a tensor, None or 'auto', got {directions!r}")
-        found = edit_directions(G)
-        directions, values = found if found is not None else (None, None)
+        directions, values = edit_directions(G)
     renderer = DemoRenderer(G, directions=directions)
     seed_range = dict(minimum=0, maximum=MAX_DEMO_SEED, step=1)
     common = dict(show_progress="hidden", trigger_mode="always_last")
