@@ -63,7 +63,7 @@ def test_every_preset_parameter_count_is_pinned():
 
 
 def test_paper_convention_parameters_are_the_authors_and_table_f():
-    """With the unused merge conv, the counts are the authors' code's (REFERENCE.md) and the
+    """With the unused merge conv, the counts are the authors' code's (measured on it) and the
     supplementary Table F's Fold rows (29.41M, 12.66M)."""
     from pixelfold.metrics.profile import unused_merge_params
 
