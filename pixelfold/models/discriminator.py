@@ -15,9 +15,10 @@ All convolutions are equalized and bias-free; the bias of an activated conv live
 28,864,129 parameters, the count of the authors' discriminator.
 
 The forward pass (the fast implementation, the default) computes the same function with fewer
-passes over memory, in [`EqualConv2d.forward`][pixelfold.layers.EqualConv2d.forward]: bias,
-activation gain and the residual ``1/sqrt(2)`` are folded into each convolution's weight and
-bias and the leaky ReLU runs in place; the skip path blurs only the pixels its stride-2 1x1
+passes over memory, in
+[`EqualConv2d.forward`][pixelfold.layers.equalized.EqualConv2d.forward]: bias, activation gain
+and the residual ``1/sqrt(2)`` are folded into each convolution's weight and bias and the leaky
+ReLU runs in place; the skip path blurs only the pixels its stride-2 1x1
 convolution reads; the stride-1 convolutions use [`conv2d`][pixelfold.layers.conv2d], whose
 double backward (R1) is cheaper. Under [`use_impl("ref")`][pixelfold.layers.use_impl] every op
 runs its readable definition; the tests compare the two up to R1's parameter gradients.
@@ -156,9 +157,9 @@ class DiscriminatorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorSpec:
-        """Inverse of [`to_dict`][pixelfold.models.DiscriminatorSpec.to_dict]. Keys starting
-        with ``_`` (metadata such as ``_class_name``) are ignored; other unknown keys are an
-        error naming them."""
+        """Inverse of [`to_dict`][pixelfold.models.discriminator.DiscriminatorSpec.to_dict].
+        Keys starting with ``_`` (metadata such as ``_class_name``) are ignored; other unknown
+        keys are an error naming them."""
         if not isinstance(data, dict):
             raise ConfigError(f"DiscriminatorSpec.from_dict expects a dict, "
                              f"got {type(data).__name__}")
@@ -169,12 +170,13 @@ class DiscriminatorSpec:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self, indent: int = 2) -> str:
-        """JSON text of [`to_dict`][pixelfold.models.DiscriminatorSpec.to_dict]."""
+        """JSON text of [`to_dict`][pixelfold.models.discriminator.DiscriminatorSpec.to_dict]."""
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> DiscriminatorSpec:
-        """Parse the JSON text of [`to_json`][pixelfold.models.DiscriminatorSpec.to_json]."""
+        """Parse the JSON text of
+        [`to_json`][pixelfold.models.discriminator.DiscriminatorSpec.to_json]."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -216,10 +218,11 @@ class DiscriminatorConv(nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         """``gain * act(conv(blur(x)))``, computed by
-        [`EqualConv2d.forward`][pixelfold.layers.EqualConv2d.forward]: one convolution with the
-        activation's gain, the ``gain`` argument and the bias folded into its weight and bias
-        (exact: the leaky ReLU is positively homogeneous), then the leaky ReLU in place. A
-        stride-2 1x1 convolution (the residual skip) filters only the pixels it reads."""
+        [`EqualConv2d.forward`][pixelfold.layers.equalized.EqualConv2d.forward]: one
+        convolution with the activation's gain, the ``gain`` argument and the bias folded into
+        its weight and bias (exact: the leaky ReLU is positively homogeneous), then the leaky
+        ReLU in place. A stride-2 1x1 convolution (the residual skip) filters only the pixels
+        it reads."""
         if not gain > 0:
             raise ValueError(f"DiscriminatorConv: gain must be positive (it is folded through "
                              f"the leaky ReLU), got {gain!r}")

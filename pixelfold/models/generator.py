@@ -51,7 +51,7 @@ class PointwiseConv(nn.Module):
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
         """``act(conv(cat([x, *more], dim=1)))`` without building the concatenation: each part
         may have a batch of 1 (a style-free input shared by the batch, convolved once and
-        broadcast). See [`EqualConv2d.forward`][pixelfold.layers.EqualConv2d.forward]."""
+        broadcast). See [`EqualConv2d.forward`][pixelfold.layers.equalized.EqualConv2d.forward]."""
         return self.conv(x, *more, activation=self.act)
 
 

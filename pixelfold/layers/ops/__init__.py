@@ -8,7 +8,7 @@
   rounding).
 
 Which one runs is chosen per call by ``impl=`` (``"ref"`` or ``"fast"``) on the public ops of
-[`pixelfold.layers`][pixelfold.layers] (``modulated_conv2d``, ``upfirdn2d``, ``filter2d``,
+``pixelfold.layers`` (``modulated_conv2d``, ``upfirdn2d``, ``filter2d``,
 ``upsample2d``, ``conv2d``, ``bias_leaky_relu``), and for everything at once (a whole model)
 by [`use_impl`][pixelfold.layers.use_impl]:
 

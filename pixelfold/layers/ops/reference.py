@@ -4,7 +4,7 @@ each, and what the tests compare the fast implementations against.
 Selected with ``impl="ref"`` on the public ops or
 [`use_impl("ref")`][pixelfold.layers.use_impl] for a whole model. The functions here take their
 arguments already checked and normalized by the public ops of
-[`pixelfold.layers`][pixelfold.layers] (per-axis factors and paddings as tuples).
+``pixelfold.layers`` (per-axis factors and paddings as tuples).
 """
 
 from __future__ import annotations
