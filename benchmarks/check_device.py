@@ -1,8 +1,9 @@
 """Correctness of pixelfold's fast paths on one device: the checks of tests/test_fast_paths.py
 that matter most, runnable where the test suite does not run (a GPU machine).
 
-Every check compares the fast path with the straightforward implementation of
-``benchmarks/reference_impl.py`` (or ``F.conv2d`` / ``upfirdn2d``) on the same device, in float32
+Every check compares the fast path with the straightforward implementation (pixelfold's
+readable definitions, ``use_impl("ref")``, through ``benchmarks/reference_impl.py``; or
+``F.conv2d`` / ``upfirdn2d(..., impl="ref")``) on the same device, in float32
 with TF32 turned off, and prints one row: the largest error relative to the largest reference
 value, the tolerance and PASS or FAIL. The exit status is 1 if any check fails.
 
@@ -135,7 +136,7 @@ def check_strided_filter(device: torch.device) -> float:
     x = torch.randn(2, 8, 17, 16, device=device)
     results = []
     for fn in (lambda t: filter2d(t, k, (1, 1), down=2),
-               lambda t: upfirdn2d(t, k, down=2, padding=(1, 1))):
+               lambda t: upfirdn2d(t, k, down=2, padding=(1, 1), impl="ref")):
         xs = x.clone().requires_grad_(True)
         y = fn(xs)
         (g,) = torch.autograd.grad(y.square().sum(), xs, create_graph=True)

@@ -3,8 +3,9 @@ PixelFolder against CIPS, and peak memory of a 1024x1024 image.
 
 Rows of the table, per preset (same weights, same noise draws):
 
-* ``reference``: ``benchmarks/reference_impl.py`` (per-sample grouped ModConv, zero-insertion
-  FIR upsampling, separate noise / bias / activation operations, NCHW, ``torch.no_grad``);
+* ``reference``: ``benchmarks/reference_impl.py``, i.e. the model under ``use_impl("ref")``
+  (per-sample grouped ModConv, zero-insertion FIR upsampling, separate noise / bias /
+  activation operations, NCHW, ``torch.no_grad``);
 * ``fast``: ``G(z)`` as pixelfold runs it by default (channels-last layout), under
   ``torch.inference_mode``;
 * ``fast + compile`` (``--compile``): the same under ``torch.compile(fullgraph=True)``;
@@ -191,7 +192,7 @@ def time_preset(name: str, args: argparse.Namespace, device: torch.device,
 
         def recomputed() -> torch.Tensor:
             for stage in G.synthesis.stages:  # drop the cached style-free stage inputs
-                stage._positional_cache = None
+                stage._input_cache.clear()
             return uncached()
         fns["fast, style-free inputs recomputed"] = recomputed
 

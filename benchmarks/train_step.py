@@ -13,8 +13,8 @@ lazy-R1 step, the most expensive kind (R1 runs on every 16th step):
 
 Implementations, each with its own copy of the same seeded weights:
 
-* ``reference``: ``benchmarks/reference_impl.py`` for G and D (grouped ModConv, zero-insertion
-  and padded-copy FIR filters, separate element-wise operations), NCHW;
+* ``reference``: ``benchmarks/reference_impl.py`` (``use_impl("ref")``) for G and D (grouped
+  ModConv, zero-insertion and padded-copy FIR filters, separate element-wise operations), NCHW;
 * ``fast``: pixelfold's modules as they run by default, G and D in channels-last layout;
   ``--compile`` wraps G and the D passes without R1 in ``torch.compile`` (the R1 pass needs a
   double backward, which compiled graphs do not support, so it runs eagerly on the same D).

@@ -2,8 +2,8 @@
 
 Until the training recipe exists, this is pixelfold's "main job" in miniature: a
 pixel-regression generator that turns a latent ``z`` into an image by predicting every pixel
-from its coordinates, in the way one stage of PixelFolder does (see "Architecture of the 256
-model" in REFERENCE.md):
+from its coordinates, in the way one stage of PixelFolder does (the architecture is described
+in docs/models/spec.md):
 
 1. ``MappingNetwork``: ``z -> w``, the style of every modulated layer.
 2. Pixel tensor initialization at full resolution: per-pixel ``FourierFeatures`` of the

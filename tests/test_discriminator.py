@@ -29,7 +29,7 @@ def _meta(resolution: int) -> Discriminator:
 
 
 def test_parameter_count_256_matches_authors():
-    assert _count(_meta(256)) == 28_864_129  # REFERENCE.md, authors' discriminator
+    assert _count(_meta(256)) == 28_864_129  # the authors' discriminator, measured on their code
 
 
 def test_parameter_count_by_hand():

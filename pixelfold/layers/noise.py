@@ -82,18 +82,28 @@ class NoiseInjection(nn.Module):
         x: torch.Tensor,
         noise_mode: NoiseMode = "random",
         noise: torch.Tensor | None = None,
+        *,
+        gain: float = 1.0,
+        inplace: bool = False,
     ) -> torch.Tensor:
-        """Add scaled noise to ``x`` ``(B, C, H, W)``.
+        """Add scaled noise to ``x`` ``(B, C, H, W)``: ``x + gain * strength * noise``.
 
         Args:
             x: features.
             noise_mode: ``"random"``, ``"const"`` or ``"none"``.
             noise: explicit noise broadcastable to ``(B, 1, H, W)``; overrides ``noise_mode``.
+            gain: multiplies the strength (a fused block's activation gain, folded in).
+            inplace: add into ``x`` itself when the result has its shape: for a caller's own
+                fresh output that no autograd node saved.
         """
         noise = self.noise_image(x, noise_mode, noise)
         if noise is None:
             return x
-        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+        strength = self.weight if gain == 1.0 else self.weight * gain
+        noise = noise.to(x.dtype)
+        if inplace and torch.broadcast_shapes(x.shape, noise.shape) == x.shape:
+            return x.addcmul_(noise, strength.to(x.dtype))
+        return x + strength.to(x.dtype) * noise
 
     def is_skipping(self) -> bool:
         """Whether a call now would skip zero-strength noise (see the class docs)."""

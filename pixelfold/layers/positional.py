@@ -48,9 +48,10 @@ class FourierFeatures(nn.Module):
     * ``learned=True`` (PixelFolder, CIPS): ``W``, ``b`` are a trainable 1x1 convolution,
       ``W ~ U(-sqrt(9 / in_channels), sqrt(9 / in_channels))`` and PyTorch's default conv bias
       init ``U(-1/sqrt(in_channels), 1/sqrt(in_channels))``.
-    * ``learned=False``: fixed octave frequencies ``pi * 2**k`` for ``k < num_frequencies``
-      with phases ``0`` and ``pi / 2`` (sin and cos) for every input channel, as in NeRF;
-      ``out_channels`` must then be ``2 * in_channels * num_frequencies``. Stored as
+    * ``learned=False``: fixed octave frequencies ``pi * 2**k`` for ``k < out_channels // (2 *
+      in_channels)`` with phases ``0`` and ``pi / 2`` (sin and cos) for every input channel,
+      as in NeRF; ``out_channels`` must then be a multiple of ``2 * in_channels`` (the number
+      of frequencies is not an argument: it follows from ``out_channels``). Stored as
       non-persistent buffers: nothing to save.
 
     Args:
@@ -146,7 +147,10 @@ class CoordinateEmbedding(nn.Module):
 
     def forward(self, batch_size: int) -> torch.Tensor:
         """Return the embedding expanded to ``(batch_size, C, H, W)``."""
-        return self.weight.expand(batch_size, -1, -1, -1)
+        # without autograd, a view of the parameter would still say requires_grad but have no
+        # gradient function, which module hooks that follow the graph (FlopCounterMode) refuse
+        weight = self.weight if torch.is_grad_enabled() else self.weight.detach()
+        return weight.expand(batch_size, -1, -1, -1)
 
     def extra_repr(self) -> str:
         _, c, h, w = self.weight.shape

@@ -1,32 +1,32 @@
 """FIR filtered up/down-sampling (``upfirdn2d``) in pure PyTorch.
 
 ``upfirdn2d`` upsamples by zero insertion, pads, applies a 2-D FIR filter depthwise and then
-keeps every ``down``-th sample, exactly as the StyleGAN2 CUDA op defines it, so modules built on
-it load StyleGAN2-family weights. [`Upsample`][pixelfold.layers.Upsample],
-[`Downsample`][pixelfold.layers.Downsample] and [`Blur`][pixelfold.layers.Blur] carry the
-kernel as a (non-persistent) buffer.
+keeps every ``down``-th sample, exactly as the StyleGAN2 CUDA op defines it (factors and
+paddings per axis, as NVlabs reads them), so modules built on it load StyleGAN2-family weights.
+[`Upsample`][pixelfold.layers.Upsample], [`Downsample`][pixelfold.layers.Downsample] and
+[`Blur`][pixelfold.layers.Blur] carry the kernel as a (non-persistent) buffer and their
+``pad`` as ``(pad0, pad1)`` before and after on both axes.
 
-``upfirdn2d`` is the definition; the modules run two cheaper computations of the same result
-(equal to float rounding, tested against ``upfirdn2d``):
+The definition is [`reference.upfirdn2d`][pixelfold.layers.ops.reference.upfirdn2d]; the fast
+implementation (``pixelfold/layers/ops/upfirdn_fast.py``, the default) computes the same
+result with two cheaper computations (equal to float rounding, tested against the reference):
 
-* [`upsample2d`][pixelfold.layers.upfirdn.upsample2d]: no zero insertion. A separable kernel is
+* [`upsample2d`][pixelfold.layers.upsample2d]: no zero insertion. A separable kernel is
   applied per axis and per output phase (``factor`` short 1-D filters on the input, then an
   interleave); a general 2-D kernel becomes one stride-``factor`` depthwise transposed
   convolution.
-* [`filter2d`][pixelfold.layers.upfirdn.filter2d]: one depthwise convolution with the padding
+* [`filter2d`][pixelfold.layers.filter2d]: one depthwise convolution with the padding
   built in (no padded copy) and the decimation done by its stride (no discarded outputs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .conv import transposed_output_padding
+from .ops import Impl, reference, resolve_impl, upfirdn_fast
 
 __all__ = ["Blur", "Downsample", "Upsample", "filter2d", "make_kernel", "separable_taps",
            "upfirdn2d", "upsample2d"]
@@ -68,8 +68,35 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
         return value, value
     vals = tuple(int(v) for v in value)
     if len(vals) != 2:
-        raise ValueError(f"{name} must be an int or a pair, got {value!r}")
+        raise ValueError(f"{name} must be an int or a pair (x, y), got {value!r}")
     return vals  # type: ignore[return-value]
+
+
+def _padding(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """``(x0, x1, y0, y1)`` from an int, ``(pad_x, pad_y)`` or ``(x0, x1, y0, y1)``."""
+    if isinstance(padding, int):
+        return (padding,) * 4  # type: ignore[return-value]
+    pads = tuple(int(p) for p in padding)
+    if len(pads) == 2:
+        return pads[0], pads[0], pads[1], pads[1]
+    if len(pads) == 4:
+        return pads  # type: ignore[return-value]
+    raise ValueError(f"padding must be an int, (pad_x, pad_y) or (x0, x1, y0, y1), "
+                     f"got {padding!r}")
+
+
+def both_axes(pad: Sequence[int]) -> tuple[int, int, int, int]:
+    """``(pad0, pad1)`` before and after on *both* axes (the ``pad`` of StyleGAN2's
+    rosinality port and of the modules here) as ``(x0, x1, y0, y1)``."""
+    p0, p1 = pad
+    return p0, p1, p0, p1
+
+
+def _check_images(x: torch.Tensor, kernel: torch.Tensor, name: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    if kernel.ndim != 2:
+        raise ValueError(f"{name} expects a 2-D kernel, got shape {tuple(kernel.shape)}")
 
 
 def upfirdn2d(
@@ -78,68 +105,52 @@ def upfirdn2d(
     up: int | Sequence[int] = 1,
     down: int | Sequence[int] = 1,
     padding: int | Sequence[int] = 0,
+    *,
+    impl: Impl | None = None,
 ) -> torch.Tensor:
     """Upsample, pad, FIR-filter and downsample a batch of images.
 
-    Equivalent to the StyleGAN2 ``upfirdn2d`` op: for each channel,
+    Equivalent to the StyleGAN2 ``upfirdn2d`` op, with NVlabs' per-axis arguments: for each
+    channel,
 
     1. insert ``up - 1`` zeros after every sample along each axis;
     2. pad with zeros (negative padding crops);
     3. convolve with ``kernel`` (a true convolution: the kernel is flipped);
     4. keep every ``down``-th sample.
 
+    The definition is [`reference.upfirdn2d`][pixelfold.layers.ops.reference.upfirdn2d]; the
+    fast implementation runs [`filter2d`][pixelfold.layers.filter2d] or
+    [`upsample2d`][pixelfold.layers.upsample2d] where they apply.
+
     Args:
         x: images ``(B, C, H, W)``.
         kernel: 2-D FIR kernel ``(kh, kw)``.
         up: upsampling factor, an int or ``(up_x, up_y)``.
         down: downsampling factor, an int or ``(down_x, down_y)``.
-        padding: an int, ``(pad_x, pad_y)``, ``(pad_0, pad_1)`` applied to both axes as
-            StyleGAN2's ``pad`` argument, or ``(x0, x1, y0, y1)``.
+        padding: an int (all four sides), ``(pad_x, pad_y)`` (both sides of each axis, as
+            NVlabs reads a pair) or ``(x0, x1, y0, y1)``. StyleGAN2's rosinality port passes
+            ``(pad0, pad1)`` meaning before and after on *both* axes: that is
+            ``(pad0, pad1, pad0, pad1)`` here.
+        impl: ``"ref"`` or ``"fast"``; default: [`get_impl()`][pixelfold.layers.get_impl].
 
     Returns:
-        ``(B, C, H', W')`` with ``H' = (H * up_y + y0 + y1 - kh) // down_y + 1``.
+        ``(B, C, H', W')`` with ``H' = (H * up_y + y0 + y1 - kh) // down_y + 1`` and
+        ``W' = (W * up_x + x0 + x1 - kw) // down_x + 1``.
+
+    Example:
+        >>> x = torch.arange(4.0).reshape(1, 1, 1, 4)
+        >>> upfirdn2d(x, torch.ones(1, 2), padding=(1, 0))  # pad_x = 1, pad_y = 0
+        tensor([[[[0., 1., 3., 5., 3.]]]])
     """
-    if x.ndim != 4:
-        raise ValueError(f"upfirdn2d expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-    if kernel.ndim != 2:
-        raise ValueError(f"upfirdn2d expects a 2-D kernel, got shape {tuple(kernel.shape)}")
+    _check_images(x, kernel, "upfirdn2d")
     upx, upy = _pair(up, "up")
     downx, downy = _pair(down, "down")
     if min(upx, upy, downx, downy) < 1:
         raise ValueError(f"up and down must be >= 1, got up={up!r}, down={down!r}")
-    if isinstance(padding, int):
-        px0 = px1 = py0 = py1 = padding
-    else:
-        pads = [int(p) for p in padding]
-        if len(pads) == 2:  # StyleGAN2's (pad0, pad1), the same on both axes
-            px0, px1 = py0, py1 = pads
-        elif len(pads) == 4:
-            px0, px1, py0, py1 = pads
-        else:
-            raise ValueError(f"padding must have 1, 2 or 4 entries, got {padding!r}")
-
-    b, c, h, w = x.shape
-    if upx > 1 or upy > 1:
-        x = x.reshape(b, c, h, 1, w, 1)
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(b, c, h * upy, w * upx)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    weight = kernel.flip([0, 1]).to(dtype=x.dtype, device=x.device)
-    weight = weight[None, None].expand(c, 1, kernel.shape[0], kernel.shape[1])
-    x = F.conv2d(x, weight, groups=c)
-    if downx > 1 or downy > 1:
-        x = x[:, :, ::downy, ::downx]
-    return x
-
-
-def _filter_weight(kernel: torch.Tensor, x: torch.Tensor, flip: bool) -> torch.Tensor:
-    """The depthwise ``(C, 1, kh, kw)`` weight of ``kernel`` for ``x``, in ``x``'s layout."""
-    k = kernel.flip([0, 1]) if flip else kernel
-    k = k.to(dtype=x.dtype, device=x.device)[None, None].expand(x.shape[1], 1, *kernel.shape)
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return k.contiguous(memory_format=torch.channels_last if channels_last
-                        else torch.contiguous_format)
+    pads = _padding(padding)
+    if resolve_impl(impl) == "ref":
+        return reference.upfirdn2d(x, kernel, (upx, upy), (downx, downy), pads)
+    return upfirdn_fast.upfirdn2d(x, kernel, (upx, upy), (downx, downy), pads)
 
 
 def filter2d(
@@ -147,163 +158,46 @@ def filter2d(
     kernel: torch.Tensor,
     padding: int | Sequence[int] = 0,
     down: int = 1,
+    *,
+    impl: Impl | None = None,
 ) -> torch.Tensor:
-    """``upfirdn2d(x, kernel, down=down, padding=padding)``, computed as one depthwise
-    convolution of stride ``down``.
+    """``upfirdn2d(x, kernel, down=down, padding=padding)``, computed (fast implementation) as
+    one depthwise convolution of stride ``down``.
 
     Padding that is non-negative and the same on both sides of an axis is done by the
     convolution itself (no padded copy of ``x``); any other padding falls back to an explicit
-    pad or crop. The stride computes only the samples that decimation keeps.
-
-    The gradient with respect to ``x`` is the same kind of filter (without decimation: the
-    flipped kernel with complementary padding; with it: the transposed strided depthwise
-    convolution, whose own gradient is this filter again), so gradients of gradients (R1, path
-    length) stay depthwise convolutions: autograd's own double backward of a grouped
-    convolution would compute the kernel's gradient one channel at a time, although the kernel
-    is a constant.
+    pad or crop. The stride computes only the samples that decimation keeps. The gradient with
+    respect to ``x`` is the same kind of filter, so gradients of gradients (R1, path length)
+    stay depthwise convolutions (see ``pixelfold/layers/ops/upfirdn_fast.py``).
 
     Args:
         x: images ``(B, C, H, W)``.
         kernel: 2-D FIR kernel ``(kh, kw)`` (a constant: it gets no gradient).
-        padding: as in [`upfirdn2d`][pixelfold.layers.upfirdn2d].
+        padding: as in [`upfirdn2d`][pixelfold.layers.upfirdn2d] (per axis).
         down: decimation factor (the same on both axes).
+        impl: ``"ref"`` or ``"fast"``; default: [`get_impl()`][pixelfold.layers.get_impl].
     """
     if x.ndim != 4 or kernel.ndim != 2:
         raise ValueError(f"filter2d expects a (B, C, H, W) tensor and a 2-D kernel, got shapes "
                          f"{tuple(x.shape)} and {tuple(kernel.shape)}")
     if down < 1:
         raise ValueError(f"down must be >= 1, got {down!r}")
-    if isinstance(padding, int):
-        pads = (padding,) * 4
-    else:
-        pads = tuple(int(p) for p in padding)
-        if len(pads) == 2:
-            pads = pads + pads
-        elif len(pads) != 4:
-            raise ValueError(f"padding must have 1, 2 or 4 entries, got {padding!r}")
-    if torch.is_grad_enabled() and x.requires_grad:
-        px0, px1, py0, py1 = pads
-        if down == 1:
-            return _Filter2d.apply(x, kernel.detach(), pads)
-        if px0 == px1 >= 0 and py0 == py1 >= 0:
-            return _StridedFilter2d.apply(x, kernel.detach(), (py0, px0), down)
-    return _filter2d(x, kernel, pads, down)  # type: ignore[arg-type]
-
-
-def _filter2d(x: torch.Tensor, kernel: torch.Tensor, pads: tuple[int, int, int, int],
-              down: int = 1) -> torch.Tensor:
-    px0, px1, py0, py1 = pads
-    conv_pad = (0, 0)
-    if px0 == px1 >= 0 and py0 == py1 >= 0:
-        conv_pad = (py0, px0)
-    else:
-        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0),
-              max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    return F.conv2d(x, _filter_weight(kernel, x, flip=True), stride=down, padding=conv_pad,
-                    groups=x.shape[1])
-
-
-class _Filter2d(torch.autograd.Function):
-    """``filter2d`` without decimation, whose backward is ``filter2d`` with the flipped kernel:
-    ``y = x (*) k`` (true convolution, padding ``p0, p1``) gives ``dL/dx = g (*) flip(k)`` with
-    padding ``k - 1 - p0, k - 1 - p1``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, kernel: torch.Tensor,
-                pads: tuple[int, int, int, int]) -> torch.Tensor:
-        ctx.save_for_backward(kernel)
-        ctx.pads = pads
-        return _filter2d(x, kernel, pads)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (kernel,) = ctx.saved_tensors
-        kh, kw = kernel.shape
-        px0, px1, py0, py1 = ctx.pads
-        pads = (kw - 1 - px0, kw - 1 - px1, kh - 1 - py0, kh - 1 - py1)
-        return _Filter2d.apply(grad, kernel.flip([0, 1]), pads), None, None
-
-
-class _StridedFilter2d(torch.autograd.Function):
-    """``filter2d`` with decimation ``down`` and symmetric padding ``(py, px)``, i.e. a strided
-    depthwise convolution; its backward is the transposed convolution
-    (``_StridedFilter2dTranspose``), whose backward is this function again."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int],
-                down: int) -> torch.Tensor:
-        ctx.save_for_backward(kernel)
-        ctx.pad, ctx.down, ctx.size = pad, down, (x.shape[2], x.shape[3])
-        py, px = pad
-        return _filter2d(x, kernel, (px, px, py, py), down)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        (kernel,) = ctx.saved_tensors
-        return (_StridedFilter2dTranspose.apply(grad, kernel, ctx.pad, ctx.down, ctx.size),
-                None, None, None)
-
-
-class _StridedFilter2dTranspose(torch.autograd.Function):
-    """The gradient of ``_StridedFilter2d`` with respect to its input: a transposed strided
-    depthwise convolution back to the input size ``size``."""
-
-    @staticmethod
-    def forward(ctx: Any, grad: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int],
-                down: int, size: tuple[int, int]) -> torch.Tensor:
-        ctx.save_for_backward(kernel)
-        ctx.pad, ctx.down = pad, down
-        extra = transposed_output_padding(size, grad.shape[2:], down, pad, kernel.shape)
-        weight = _filter_weight(kernel, grad, flip=True)
-        return F.conv_transpose2d(grad, weight, stride=down, padding=pad,
-                                  output_padding=extra, groups=grad.shape[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
-        (kernel,) = ctx.saved_tensors
-        return _StridedFilter2d.apply(grad, kernel, ctx.pad, ctx.down), None, None, None, None
-
-
-def _upsample_1d(x: torch.Tensor, taps: Sequence[float], factor: int, pad0: int,
-                 dim: int) -> torch.Tensor:
-    """Polyphase form of 1-D upfirdn along ``dim`` for paddings with ``pad0 + pad1 ==
-    len(taps) - 1`` (output exactly ``factor`` times longer).
-
-    Output sample ``factor * m + r`` is ``sum_t taps[t] * x[m - j]`` over the taps ``t`` with
-    ``t = len(taps) - 1 - pad0 + r + factor * j``: each phase ``r`` is a short filter on ``x``
-    itself, and the phases are interleaved.
-    """
-    n = x.shape[dim]
-    k = len(taps)
-    phases: list[list[tuple[float, int]]] = []
-    for r in range(factor):
-        base = k - 1 - pad0 + r
-        phases.append([(taps[t], (t - base) // factor) for t in range(k)
-                       if (t - base) % factor == 0])
-    shifts = [j for terms in phases for _, j in terms]
-    left, right = max(max(shifts, default=0), 0), max(-min(shifts, default=0), 0)
-    pad = [0, 0] * (x.ndim - 1 - dim % x.ndim) + [left, right]
-    xp = F.pad(x, pad) if left or right else x
-    outs = []
-    for terms in phases:
-        acc: torch.Tensor | None = None
-        for coef, j in terms:
-            part = xp.narrow(dim, left - j, n)
-            acc = part * coef if acc is None else torch.add(acc, part, alpha=coef)
-        outs.append(acc if acc is not None else torch.zeros_like(x))
-    shape = list(x.shape)
-    shape[dim] = n * factor
-    return torch.stack(outs, dim=dim % x.ndim + 1).reshape(shape)
+    pads = _padding(padding)
+    if resolve_impl(impl) == "ref":
+        return reference.upfirdn2d(x, kernel, (1, 1), (down, down), pads)
+    return upfirdn_fast.filter2d(x, kernel, pads, down)
 
 
 def upsample2d(
     x: torch.Tensor,
     kernel: torch.Tensor | Sequence[float],
     factor: int = 2,
-    padding: Sequence[int] | None = None,
+    padding: int | Sequence[int] | None = None,
+    *,
+    impl: Impl | None = None,
 ) -> torch.Tensor:
-    """``upfirdn2d(x, kernel, up=factor, padding=padding)`` without inserting zeros.
+    """``upfirdn2d(x, kernel, up=factor, padding=padding)``, computed (fast implementation)
+    without inserting zeros.
 
     * ``kernel`` given as 1-D taps ``t`` (Python floats) stands for the separable 2-D kernel
       ``outer(t, t)``. When the output is exactly ``factor`` times the input (the default
@@ -311,17 +205,20 @@ def upsample2d(
       input and an interleave, about ``len(t) / factor`` multiply-adds per output sample and
       axis, and no full-size zero-stuffed tensor.
     * a 2-D ``kernel`` runs as one depthwise stride-``factor`` transposed convolution (the
-      unflipped kernel, padding ``kh - 1 - pad0``), which skips the zeros by construction.
+      unflipped kernel, padding ``k - 1 - pad0`` per axis), which skips the zeros by
+      construction.
 
-    Other paddings fall back to [`upfirdn2d`][pixelfold.layers.upfirdn2d].
+    Other paddings fall back to the reference [`upfirdn2d`][pixelfold.layers.upfirdn2d].
 
     Args:
         x: images ``(B, C, H, W)``.
         kernel: 1-D per-axis taps or a 2-D kernel ``(kh, kw)``, already scaled (upsampling by 2
             with a unit-sum kernel needs a gain of 4 to keep the mean: 2 per axis).
         factor: upsampling factor (the same on both axes).
-        padding: ``(pad0, pad1)`` on both axes; default ``((p + 1) // 2 + factor - 1, p // 2)``
-            with ``p = len(kernel) - factor``, which makes the output ``factor`` times larger.
+        padding: as in [`upfirdn2d`][pixelfold.layers.upfirdn2d] (per axis); default
+            ``((p + 1) // 2 + factor - 1, p // 2)`` before and after on both axes, with
+            ``p = len(kernel) - factor``, which makes the output ``factor`` times larger.
+        impl: ``"ref"`` or ``"fast"``; default: [`get_impl()`][pixelfold.layers.get_impl].
     """
     if x.ndim != 4:
         raise ValueError(f"upsample2d expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
@@ -329,8 +226,6 @@ def upsample2d(
         raise ValueError(f"factor must be >= 1, got {factor!r}")
     if isinstance(kernel, torch.Tensor) and kernel.ndim == 2:
         size = kernel.shape[0]
-        if kernel.shape[1] != size:
-            raise ValueError(f"upsample2d needs a square kernel, got shape {tuple(kernel.shape)}")
         taps: tuple[float, ...] | None = None
     else:
         taps = tuple(float(t) for t in kernel)
@@ -339,21 +234,15 @@ def upsample2d(
             raise ValueError("upsample2d needs at least one tap")
     if padding is None:
         p = size - factor
-        padding = ((p + 1) // 2 + factor - 1, p // 2)
-    pad0, pad1 = (int(v) for v in padding)
-    if taps is not None:
-        if pad0 + pad1 == size - 1 and 0 <= pad0 and 0 <= pad1:
-            y = _upsample_1d(x, taps, factor, pad0, dim=3)
-            return _upsample_1d(y, taps, factor, pad0, dim=2)
-        t = torch.tensor(taps, dtype=x.dtype, device=x.device)
-        return upfirdn2d(x, t[:, None] * t[None, :], up=factor, padding=(pad0, pad1))
-    conv_pad = size - 1 - pad0
-    out_pad = pad1 - pad0 + factor - 1
-    if conv_pad < 0 or not 0 <= out_pad < factor:
-        return upfirdn2d(x, kernel, up=factor, padding=(pad0, pad1))  # type: ignore[arg-type]
-    return F.conv_transpose2d(x, _filter_weight(kernel, x, flip=False),  # type: ignore[arg-type]
-                              stride=factor, padding=conv_pad, output_padding=out_pad,
-                              groups=x.shape[1])
+        pads = both_axes(((p + 1) // 2 + factor - 1, p // 2))
+    else:
+        pads = _padding(padding)
+    if resolve_impl(impl) == "ref":
+        if taps is not None:
+            t = torch.tensor(taps, dtype=x.dtype, device=x.device)
+            kernel = t[:, None] * t[None, :]
+        return reference.upfirdn2d(x, kernel, (factor, factor), (1, 1), pads)  # type: ignore[arg-type]
+    return upfirdn_fast.upsample2d(x, kernel if taps is None else taps, factor, pads)
 
 
 class Upsample(nn.Module):
@@ -381,10 +270,11 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsample ``x`` ``(B, C, H, W)`` to ``(B, C, factor * H, factor * W)``, computed by
-        [`upsample2d`][pixelfold.layers.upfirdn.upsample2d]: exactly ``upfirdn2d(x, kernel,
-        up=factor, padding=pad)`` without the zero insertion."""
-        kernel = self.kernel if self.taps is None else self.taps
-        return upsample2d(x, kernel, self.factor, self.pad)
+        [`upsample2d`][pixelfold.layers.upsample2d]: exactly ``upfirdn2d(x, kernel,
+        up=factor, padding=pad)`` (``pad`` on both axes) without the zero insertion."""
+        if self.taps is None or resolve_impl(None) == "ref":
+            return upsample2d(x, self.kernel, self.factor, both_axes(self.pad))
+        return upsample2d(x, self.taps, self.factor, both_axes(self.pad))
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}, pad={self.pad}"
@@ -408,9 +298,9 @@ class Downsample(nn.Module):
         self.pad = ((p + 1) // 2, p // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``upfirdn2d(x, kernel, down=factor, padding=pad)``, as one strided depthwise conv
-        ([`filter2d`][pixelfold.layers.upfirdn.filter2d])."""
-        return filter2d(x, self.kernel, self.pad, down=self.factor)
+        """``upfirdn2d(x, kernel, down=factor, padding=pad)`` (``pad`` on both axes), as one
+        strided depthwise conv ([`filter2d`][pixelfold.layers.filter2d])."""
+        return filter2d(x, self.kernel, both_axes(self.pad), down=self.factor)
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}, pad={self.pad}"
@@ -439,10 +329,12 @@ class Blur(nn.Module):
         self.register_buffer("kernel", k, persistent=False)
         self.pad = tuple(int(p) for p in padding)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``upfirdn2d(x, kernel, padding=pad)``, as one depthwise conv with the padding built
-        in ([`filter2d`][pixelfold.layers.upfirdn.filter2d])."""
-        return filter2d(x, self.kernel, self.pad)
+    def forward(self, x: torch.Tensor, down: int = 1) -> torch.Tensor:
+        """``upfirdn2d(x, kernel, down=down, padding=pad)`` (``pad`` on both axes), as one
+        depthwise conv with the padding built in ([`filter2d`][pixelfold.layers.filter2d]);
+        ``down`` keeps every ``down``-th output sample only (a strided convolution after the
+        blur that reads no other pixels, as a stride-2 1x1 convolution)."""
+        return filter2d(x, self.kernel, both_axes(self.pad), down=down)
 
     def extra_repr(self) -> str:
         return f"pad={self.pad}"

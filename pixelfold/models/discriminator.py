@@ -1,5 +1,5 @@
 """The residual StyleGAN2 discriminator the PixelFolder authors train against, built from a
-JSON-serializable :class:`DiscriminatorSpec`.
+JSON-serializable [`DiscriminatorSpec`][pixelfold.models.DiscriminatorSpec].
 
 Layout for a ``resolution`` of ``R`` and a channel table ``C``:
 
@@ -14,12 +14,14 @@ All convolutions are equalized and bias-free; the bias of an activated conv live
 [`BiasLeakyReLU`][pixelfold.layers.BiasLeakyReLU]. At 256 with the default table this gives
 28,864,129 parameters, the count of the authors' discriminator.
 
-The forward pass computes the same function with fewer passes over memory: bias, activation
-gain and the residual ``1/sqrt(2)`` are folded into each convolution's weight and bias and the
-leaky ReLU runs in place; the skip path blurs only the pixels its stride-2 1x1 convolution
-reads; the stride-1 convolutions use [`conv2d`][pixelfold.layers.conv2d], whose double
-backward (R1) is cheaper. `benchmarks/reference_impl.py` keeps the straightforward version,
-and the tests compare the two up to R1's parameter gradients.
+The forward pass (the fast implementation, the default) computes the same function with fewer
+passes over memory, in
+[`EqualConv2d.forward`][pixelfold.layers.equalized.EqualConv2d.forward]: bias, activation gain
+and the residual ``1/sqrt(2)`` are folded into each convolution's weight and bias and the leaky
+ReLU runs in place; the skip path blurs only the pixels its stride-2 1x1
+convolution reads; the stride-1 convolutions use [`conv2d`][pixelfold.layers.conv2d], whose
+double backward (R1) is cheaper. Under [`use_impl("ref")`][pixelfold.layers.use_impl] every op
+runs its readable definition; the tests compare the two up to R1's parameter gradients.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..layers import (
@@ -42,10 +43,7 @@ from ..layers import (
     EqualLinear,
     MinibatchStdDev,
     check_input,
-    conv2d,
-    filter2d,
 )
-from ..layers.equalized import contiguous_grad
 from ..utils.errors import ConfigError
 from ..utils.memory import discriminator_values
 from .generator import check_model_fits
@@ -159,8 +157,9 @@ class DiscriminatorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorSpec:
-        """Inverse of :meth:`to_dict`. Keys starting with ``_`` (metadata such as
-        ``_class_name``) are ignored; other unknown keys are an error naming them."""
+        """Inverse of [`to_dict`][pixelfold.models.discriminator.DiscriminatorSpec.to_dict].
+        Keys starting with ``_`` (metadata such as ``_class_name``) are ignored; other unknown
+        keys are an error naming them."""
         if not isinstance(data, dict):
             raise ConfigError(f"DiscriminatorSpec.from_dict expects a dict, "
                              f"got {type(data).__name__}")
@@ -171,12 +170,13 @@ class DiscriminatorSpec:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self, indent: int = 2) -> str:
-        """JSON text of :meth:`to_dict`."""
+        """JSON text of [`to_dict`][pixelfold.models.discriminator.DiscriminatorSpec.to_dict]."""
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> DiscriminatorSpec:
-        """Parse the JSON text of :meth:`to_json`."""
+        """Parse the JSON text of
+        [`to_json`][pixelfold.models.discriminator.DiscriminatorSpec.to_json]."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -217,33 +217,18 @@ class DiscriminatorConv(nn.Module):
         self.act = BiasLeakyReLU(out_channels) if activate else nn.Identity()
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        """``gain * act(conv(blur(x)))``, computed as one convolution with the activation's
-        gain, the ``gain`` argument and the bias folded into its weight and bias (exact: the
-        leaky ReLU is positively homogeneous), then the leaky ReLU in place. A stride-2 1x1
-        convolution (the residual skip) filters only the pixels it reads: the blur runs with
-        stride 2 and the convolution with stride 1."""
+        """``gain * act(conv(blur(x)))``, computed by
+        [`EqualConv2d.forward`][pixelfold.layers.equalized.EqualConv2d.forward]: one
+        convolution with the activation's gain, the ``gain`` argument and the bias folded into
+        its weight and bias (exact: the leaky ReLU is positively homogeneous), then the leaky
+        ReLU in place. A stride-2 1x1 convolution (the residual skip) filters only the pixels
+        it reads."""
         if not gain > 0:
             raise ValueError(f"DiscriminatorConv: gain must be positive (it is folded through "
                              f"the leaky ReLU), got {gain!r}")
-        conv = self.conv
-        stride = conv.stride
-        if isinstance(self.blur, Blur):
-            if conv.kernel_size == 1:  # a 1x1 conv reads only every other blurred pixel
-                x = filter2d(x, self.blur.kernel, self.blur.pad, down=stride)
-                stride = 1
-            else:
-                x = self.blur(x)
+        blur = self.blur if isinstance(self.blur, Blur) else None
         act = self.act if isinstance(self.act, BiasLeakyReLU) else None
-        if act is not None:
-            gain = gain * act.scale
-        # 1x1: the weight gradient of a channels-last convolution has other strides
-        weight = contiguous_grad(conv.weight) * (conv.weight_gain * gain)
-        bias = None if act is None else act.bias * gain
-        # the stride-1 convolutions take the double backward of R1 through the weight-gradient
-        # kernel; for stride 2 PyTorch's own double backward is faster on CPU
-        fn = conv2d if stride == 1 else F.conv2d
-        out = fn(x, weight, bias, stride=stride, padding=conv.padding)
-        return out if act is None else F.leaky_relu_(out, act.negative_slope)
+        return self.conv(x, gain=gain, activation=act, blur=blur)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -272,11 +257,13 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(PretrainedMixin, nn.Module):
-    """Residual StyleGAN2 discriminator built from a :class:`DiscriminatorSpec`:
+    """Residual StyleGAN2 discriminator built from a
+    [`DiscriminatorSpec`][pixelfold.models.DiscriminatorSpec]:
     ``images (B, image_channels, R, R) -> logits (B, 1)``.
 
     Args:
-        spec: the architecture, a :class:`DiscriminatorSpec` (or its dict form).
+        spec: the architecture, a [`DiscriminatorSpec`][pixelfold.models.DiscriminatorSpec]
+            (or its dict form).
         memory_format: layout of the convolution weights, which the activations follow;
             channels-last by default (the fast layout of oneDNN and of tensor cores),
             ``torch.contiguous_format`` for NCHW, ``None`` to leave it as the layers create it.

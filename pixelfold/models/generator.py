@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..layers import (
@@ -25,6 +25,7 @@ from ..layers import (
     check_noise_mode,
     coordinate_grid,
 )
+from ..layers.cache import InferenceCache
 from ..utils.errors import ConfigError
 from ..utils.memory import check_fits, generator_values
 from .pretrained import PretrainedMixin, apply_memory_format
@@ -48,32 +49,10 @@ class PointwiseConv(nn.Module):
         self.act = BiasLeakyReLU(out_channels)
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
-        """``act(conv(cat([x, *more], dim=1)))`` without building the concatenation: the
-        convolution is split along its input channels, one per part, and each part may have a
-        batch of 1 (a style-free input shared by the batch, convolved once and broadcast).
-        Bias, leaky ReLU and its gain are folded into the convolution and one in-place
-        activation."""
-        conv, act = self.conv, self.act
-        weight = conv.weight * (conv.weight_gain * act.scale)
-        bias = act.bias * act.scale
-        parts = (x, *more)
-        if sum(p.shape[1] for p in parts) != weight.shape[1]:
-            raise ValueError(f"PointwiseConv expects {weight.shape[1]} input channels in all, "
-                             f"got parts of {[p.shape[1] for p in parts]}")
-        # the part with the full batch carries the bias; the others are added to it
-        order = sorted(range(len(parts)), key=lambda i: -parts[i].shape[0])
-        starts = [0]
-        for p in parts:
-            starts.append(starts[-1] + p.shape[1])
-        out: torch.Tensor | None = None
-        for i in order:
-            w = weight[:, starts[i]:starts[i + 1]]
-            if out is None:
-                out = F.conv2d(parts[i], w, bias)
-            else:
-                out = out.add_(F.conv2d(parts[i], w))
-        assert out is not None
-        return F.leaky_relu_(out, act.negative_slope)
+        """``act(conv(cat([x, *more], dim=1)))`` without building the concatenation: each part
+        may have a batch of 1 (a style-free input shared by the batch, convolved once and
+        broadcast). See [`EqualConv2d.forward`][pixelfold.layers.equalized.EqualConv2d.forward]."""
+        return self.conv(x, *more, activation=self.act)
 
 
 class StageBlock(nn.Module):
@@ -145,7 +124,8 @@ class StageBlock(nn.Module):
         noise_mode: NoiseMode,
         noise: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``ws`` holds this block's three styles ``(B, 3, w_dim)``: conv0, conv1, ToRGB.
+        """``ws`` holds the three styles this block reads, ``(B, 3, w_dim)``: conv0, conv1 and
+        ToRGB; the ToRGB's is also the next block's conv0 style (blocks advance by two).
         ``noise``: explicit noise images of conv0 and conv1 (``None``: ``noise_mode``)."""
         x = self.conv0(x, ws[:, 0], noise_mode, noise[0])
         x = self.grow(x)
@@ -173,7 +153,9 @@ class SynthesisStage(nn.Module):
         self.index = index
         self.w_offset = w_offset
         self.style_free_input = st.input_layer == "conv"
-        self._positional_cache: tuple[tuple, torch.Tensor] | None = None
+        # the style-free stage input, computed once per weight update without autograd
+        self._input_cache = InferenceCache()
+        InferenceCache.attach(self, "_input_cache")
         h, w = st.resolution
         self.register_buffer("coords", coordinate_grid(h, w), persistent=False)
         self.fourier = (FourierFeatures(st.fourier_channels, learned=st.fourier_learned)
@@ -223,49 +205,48 @@ class SynthesisStage(nn.Module):
         self.num_ws = st.num_modconvs
 
     def positional_input(self, batch_size: int) -> torch.Tensor:
-        """The stage input before reduction: positional encoding through the input layers when
-        they are style-free (computed once, then expanded over the batch), else the positional
-        encoding itself.
-
-        Without autograd (``torch.no_grad``, ``torch.inference_mode``) and outside
-        ``torch.compile``, the style-free result is cached until a tensor it depends on
-        changes (an optimizer step, ``load_state_dict``, a move to another device or dtype).
-        """
-        if self.style_free_input and not torch.is_grad_enabled() \
-                and not torch.compiler.is_compiling():
-            key = self._positional_key()
-            if key is not None:
-                cached = self._positional_cache
-                if cached is None or cached[0] != key:
-                    cached = (key, self._positional_input())
-                    self._positional_cache = cached
-                return cached[1].expand(batch_size, -1, -1, -1)
-        return self._positional_input().expand(batch_size, -1, -1, -1)
-
-    def _positional_key(self) -> tuple[tuple[int, int, torch.dtype], ...] | None:
-        """Identity and version of every tensor the style-free input depends on; ``None``
-        when one of them has no version counter (a model created under
-        ``torch.inference_mode``), which disables the cache."""
-        modules = [m for m in (self.fourier, self.coord_embedding, self.input_layers)
-                   if m is not None]
-        tensors = [self.coords] + [t for m in modules
-                                   for t in (*m.parameters(), *m.buffers())]
-        if any(t.is_inference() for t in tensors):
-            return None
-        return tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
-
-    def _positional_input(self) -> torch.Tensor:
+        """The positional encoding (Fourier features and coordinate embedding, concatenated)
+        ``(batch_size, positional_channels, H, W)``, expanded over the batch."""
         feats = []
         if self.fourier is not None:
             feats.append(self.fourier(self.coords))
         if self.coord_embedding is not None:
             feats.append(self.coord_embedding(1))
         x = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
+        return x.expand(batch_size, -1, -1, -1)
+
+    def stage_input(self, ws: torch.Tensor, noise_mode: NoiseMode = "random",
+                    noise: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Positional encoding -> input layers -> reduction: the input of the merge, at the
+        reduced resolution, in the dtype of ``ws``. A style-free input (1x1 convolutions,
+        PixelFolder) does not depend on ``ws``: it has a batch of 1, and without autograd
+        (``torch.no_grad``, ``torch.inference_mode``) and outside ``torch.compile`` it is
+        computed once and kept until a tensor it depends on changes (an optimizer step,
+        ``load_state_dict``, a move to another device, dtype or layout)."""
         if self.style_free_input:
-            for layer in self.input_layers:
-                x = layer(x)
-            x = self.reduce(x)
-        return x
+            return self._input_cache.get(self._style_free_input,
+                                         self._style_free_sources).to(ws.dtype)
+        noise = noise or {}
+        x = self.positional_input(ws.shape[0]).to(ws.dtype)
+        for i, layer in enumerate(self.input_layers):
+            x = layer(x, ws[:, self.w_offset + i], noise_mode, noise.get(f"input_layers.{i}.noise"))
+        return self.reduce(x)
+
+    def _style_free_input(self) -> torch.Tensor:
+        x = self.positional_input(1)
+        for layer in self.input_layers:
+            x = layer(x)
+        return self.reduce(x)
+
+    def _style_free_sources(self) -> list[torch.Tensor]:
+        """Every tensor the style-free input depends on."""
+        modules = [m for m in (self.fourier, self.coord_embedding, self.input_layers)
+                   if m is not None]
+        return [self.coords] + [t for m in modules for t in (*m.parameters(), *m.buffers())]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SynthesisStage:
+        self._input_cache.clear()  # new tensors (device, dtype, layout)
+        return super()._apply(fn, recurse)
 
     def forward(
         self,
@@ -280,16 +261,11 @@ class SynthesisStage(nn.Module):
         module name within the stage (``"blocks.0.conv0.noise"``; the others follow
         ``noise_mode``). Returns ``(features, rgb)``."""
         noise = noise or {}
-        k = self.w_offset
         batch = ws.shape[0]
-        # a style-free input is the same for every sample: keep its batch of 1 as long as
+        # a style-free input is the same for every sample: it keeps its batch of 1 as long as
         # possible (the merge convolves it once)
-        x = self.positional_input(1 if self.style_free_input else batch).to(ws.dtype)
-        if not self.style_free_input:
-            for i, layer in enumerate(self.input_layers):
-                x = layer(x, ws[:, k], noise_mode, noise.get(f"input_layers.{i}.noise"))
-                k += 1
-            x = self.reduce(x)
+        x = self.stage_input(ws, noise_mode, noise)
+        k = self.w_offset + (0 if self.style_free_input else len(self.input_layers))
         if prev is not None and self.spec.merge == "concat":
             # merge(cat([x, prev])), the concatenation never built
             x = self.merge(x, prev)  # type: ignore[misc]

@@ -28,7 +28,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -336,7 +336,6 @@ class GeneratorSpec:
     channel_order: str = "pixelfolder"
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
     name: str | None = None
-    _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = "GeneratorSpec"
@@ -438,8 +437,6 @@ class GeneratorSpec:
         """A JSON-serializable dict; nested stages become dicts, tuples lists."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name == "_extra":
-                continue
             value = getattr(self, f.name)
             if f.name == "stages":
                 value = [st.to_dict() for st in value]
@@ -451,13 +448,12 @@ class GeneratorSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorSpec:
         """Inverse of [`to_dict`][pixelfold.models.GeneratorSpec.to_dict]. Keys starting with
-        ``_`` (metadata such as ``_class_name``) are kept aside; other unknown keys are an error
+        ``_`` (metadata such as ``_class_name``) are ignored; other unknown keys are an error
         naming them."""
         if not isinstance(data, dict):
             raise ConfigError(f"GeneratorSpec.from_dict expects a dict, "
                               f"got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)} - {"_extra"}
-        extra = {k: v for k, v in data.items() if str(k).startswith("_")}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted((k for k in data if k not in known and not str(k).startswith("_")),
                          key=str)
         if unknown:
@@ -472,7 +468,7 @@ class GeneratorSpec:
             except ValueError as exc:
                 raise ConfigError(f"stage {i}: {exc}") from None
         kwargs["stages"] = tuple(stages)
-        return cls(**kwargs, _extra=extra)
+        return cls(**kwargs)
 
     def to_json(self, indent: int = 2) -> str:
         """JSON text of [`to_dict`][pixelfold.models.GeneratorSpec.to_dict]."""

@@ -34,8 +34,9 @@ refused."""
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Defaults are the PixelFolder authors' settings
-    (REFERENCE.md): Adam lr 0.002, betas (0, 0.99), lazy R1 gamma 10 every 16 D steps, no path
-    length regularization, no style mixing, EMA half-life 10 kimg, batch 64 in total.
+    (their released training code): Adam lr 0.002, betas (0, 0.99), lazy R1 gamma 10 every 16
+    D steps, no path length regularization, no style mixing, EMA half-life 10 kimg, batch 64
+    in total.
 
     Args:
         output_dir: where checkpoints, samples, logs and ``generator_ema/`` go.

@@ -1,7 +1,8 @@
 """Image datasets for GAN training on Hugging Face Datasets.
 
-:func:`load_image_dataset` opens a Hub dataset, a local image folder (``imagefolder``) or a
-folder written by ``Dataset.save_to_disk``; :class:`ImageDataset` decodes, converts to RGB,
+[`load_image_dataset`][pixelfold.training.data.load_image_dataset] opens a Hub dataset, a
+local image folder (``imagefolder``) or a folder written by ``Dataset.save_to_disk``;
+[`ImageDataset`][pixelfold.training.data.ImageDataset] decodes, converts to RGB,
 resizes, center-crops and scales images to ``[-1, 1]``, skipping unreadable or truncated files
 (each skip is counted; the first one is reported with one warning).
 """

@@ -216,8 +216,9 @@ class EMA:
     """An exponential moving average of a module's parameters.
 
     ``module`` is a deep copy of the model in eval mode with ``requires_grad=False``;
-    :meth:`update` moves each parameter toward the model's (``p_ema ← beta·p_ema +
-    (1 − beta)·p``) and copies every buffer (``w_avg``, constant noise, ...) as is.
+    [`update`][pixelfold.training.losses.EMA.update] moves each parameter toward the model's
+    (``p_ema ← beta·p_ema + (1 − beta)·p``) and copies every buffer (``w_avg``, constant
+    noise, ...) as is.
 
     Args:
         model: the module to average (unwrapped: not a DDP / Accelerate wrapper).
@@ -235,7 +236,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, beta: float) -> None:
-        """Average ``model`` into :attr:`module` with decay ``beta`` (0: copy, 1: keep) and
+        """Average ``model`` into ``module`` with decay ``beta`` (0: copy, 1: keep) and
         copy its buffers.
 
         Args:
@@ -263,7 +264,8 @@ class EMA:
         return self.module.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> Any:
-        """Load a ``state_dict`` saved by :meth:`state_dict`."""
+        """Load a ``state_dict`` saved by
+        [`state_dict`][pixelfold.training.losses.EMA.state_dict]."""
         return self.module.load_state_dict(state_dict, strict=strict)
 
     def to(self, *args: Any, **kwargs: Any) -> EMA:

