@@ -12,6 +12,7 @@ from torch import nn
 from ..layers import (
     BiasLeakyReLU,
     CoordinateEmbedding,
+    CoordinateWindow,
     EqualConv2d,
     FourierFeatures,
     MappingNetwork,
@@ -222,25 +223,30 @@ class SynthesisStage(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.num_ws = st.num_modconvs
 
-    def positional_input(self, batch_size: int) -> torch.Tensor:
+    def positional_input(self, batch_size: int,
+                         window: CoordinateWindow | None = None) -> torch.Tensor:
         """The stage input before reduction: positional encoding through the input layers when
         they are style-free (computed once, then expanded over the batch), else the positional
-        encoding itself.
+        encoding itself; of the coordinate ``window`` (default: the training frame).
 
         Without autograd (``torch.no_grad``, ``torch.inference_mode``) and outside
-        ``torch.compile``, the style-free result is cached until a tensor it depends on
-        changes (an optimizer step, ``load_state_dict``, a move to another device or dtype).
+        ``torch.compile``, the style-free result is cached, for one window, until a tensor it
+        depends on changes (an optimizer step, ``load_state_dict``, a move to another device
+        or dtype) or another window is asked for.
         """
+        if window is not None and window.is_identity:
+            window = None
         if self.style_free_input and not torch.is_grad_enabled() \
                 and not torch.compiler.is_compiling():
             key = self._positional_key()
             if key is not None:
+                key = (window, *key)
                 cached = self._positional_cache
                 if cached is None or cached[0] != key:
-                    cached = (key, self._positional_input())
+                    cached = (key, self._positional_input(window))
                     self._positional_cache = cached
                 return cached[1].expand(batch_size, -1, -1, -1)
-        return self._positional_input().expand(batch_size, -1, -1, -1)
+        return self._positional_input(window).expand(batch_size, -1, -1, -1)
 
     def _positional_key(self) -> tuple[tuple[int, int, torch.dtype], ...] | None:
         """Identity and version of every tensor the style-free input depends on; ``None``
@@ -254,12 +260,14 @@ class SynthesisStage(nn.Module):
             return None
         return tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
 
-    def _positional_input(self) -> torch.Tensor:
+    def _positional_input(self, window: CoordinateWindow | None = None) -> torch.Tensor:
         feats = []
         if self.fourier is not None:
-            feats.append(self.fourier(self.coords))
+            coords = self.coords if window is None else window.grid(
+                *self.coords.shape[2:], device=self.coords.device, dtype=self.coords.dtype)
+            feats.append(self.fourier(coords))
         if self.coord_embedding is not None:
-            feats.append(self.coord_embedding(1))
+            feats.append(self.coord_embedding(1, window))
         x = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
         if self.style_free_input:
             for layer in self.input_layers:
@@ -274,17 +282,19 @@ class SynthesisStage(nn.Module):
         rgb: torch.Tensor | None,
         noise_mode: NoiseMode = "random",
         noise: Mapping[str, torch.Tensor] | None = None,
+        window: CoordinateWindow | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the stage. ``ws`` is the full ``(B, num_ws, w_dim)``; ``prev`` the previous
         stage's output features; ``rgb`` the running RGB; ``noise`` explicit noise images by
         module name within the stage (``"blocks.0.conv0.noise"``; the others follow
-        ``noise_mode``). Returns ``(features, rgb)``."""
+        ``noise_mode``); ``window`` the coordinate window of the positional encoding.
+        Returns ``(features, rgb)``."""
         noise = noise or {}
         k = self.w_offset
         batch = ws.shape[0]
         # a style-free input is the same for every sample: keep its batch of 1 as long as
         # possible (the merge convolves it once)
-        x = self.positional_input(1 if self.style_free_input else batch).to(ws.dtype)
+        x = self.positional_input(1 if self.style_free_input else batch, window).to(ws.dtype)
         if not self.style_free_input:
             for i, layer in enumerate(self.input_layers):
                 x = layer(x, ws[:, k], noise_mode, noise.get(f"input_layers.{i}.noise"))
@@ -333,6 +343,7 @@ class SynthesisNetwork(nn.Module):
         noise_mode: NoiseMode = "random",
         return_stages: bool = False,
         noise: Mapping[str, torch.Tensor] | None = None,
+        window: CoordinateWindow | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Synthesize images.
 
@@ -346,6 +357,13 @@ class SynthesisNetwork(nn.Module):
                 ``(B, 1, H, W)`` or ``(1, 1, H, W)`` at that layer's resolution, used instead
                 of ``noise_mode`` for those layers (the others follow ``noise_mode``).
                 Gradients flow into them: the projector optimizes them this way.
+            window: the part of the coordinate plane to render, a
+                [`CoordinateWindow`][pixelfold.layers.CoordinateWindow] (shift in frames, zoom)
+                taken alike by every stage's positional encoding; ``None`` (or the identity
+                window): the training frame, bit for bit. The image keeps its size; noise
+                images stay tied to its pixels, not to the coordinates (``"const"`` noise
+                does not move with the window). See [Coordinate
+                rendering](../tools/coordinates.md) for what trained models give.
 
         Returns:
             images ``(B, 3, H, W)``, or ``(images, [rgb of stage 0, stage 1, ...])``. An empty
@@ -370,7 +388,7 @@ class SynthesisNetwork(nn.Module):
         rgb: torch.Tensor | None = None
         stage_rgbs = []
         for i, stage in enumerate(self.stages):
-            x, rgb = stage(x, ws, rgb, noise_mode, per_stage.get(i))
+            x, rgb = stage(x, ws, rgb, noise_mode, per_stage.get(i), window)
             stage_rgbs.append(rgb)
         assert rgb is not None
         if return_stages:
@@ -495,6 +513,7 @@ class Generator(PretrainedMixin, nn.Module):
         noise_mode: NoiseMode = "random",
         return_stages: bool = False,
         update_w_avg: bool = False,
+        window: CoordinateWindow | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """``synthesis(mapping(z, ...), ...)``.
 
@@ -505,6 +524,8 @@ class Generator(PretrainedMixin, nn.Module):
             noise_mode: ``"random"``, ``"const"`` or ``"none"``.
             return_stages: also return every stage's RGB.
             update_w_avg: update the tracked average ``w`` (training).
+            window: the coordinate window to render (see
+                [`SynthesisNetwork.forward`][pixelfold.models.SynthesisNetwork.forward]).
 
         Returns:
             images ``(B, 3, H, W)`` (or with ``return_stages``, ``(images, stage RGBs)``); an
@@ -520,7 +541,8 @@ class Generator(PretrainedMixin, nn.Module):
                     float_hint=f" (e.g. torch.randn(B, {self.z_dim}))")
         ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_w_avg=update_w_avg)
-        return self.synthesis(ws, noise_mode=noise_mode, return_stages=return_stages)
+        return self.synthesis(ws, noise_mode=noise_mode, return_stages=return_stages,
+                              window=window)
 
     @property
     def device(self) -> torch.device:
