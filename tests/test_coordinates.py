@@ -216,6 +216,9 @@ def test_window_values_are_checked():
                    {"shift": (float("inf"), 0)}, {"shift": ("1", 0)}, {"padding": "wrap"}):
         with pytest.raises(ValueError, match="CoordinateWindow"):
             CoordinateWindow(**kwargs)
+    G = _model("pixelfolder-tiny-32")
+    with pytest.raises(TypeError, match="window must be a CoordinateWindow .* got tuple"):
+        G(torch.randn(1, G.z_dim), window=(1, 0))
 
 
 def test_cli_shift_zoom_panorama(tmp_path, capsys):

@@ -5,6 +5,7 @@ moves or scales what they see (rendering outside the training frame)."""
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -121,11 +122,11 @@ class CoordinateWindow:
         xs = _coordinates(self.positions(width, 0), width)
         ys = _coordinates(self.positions(height, 1), height)
         grid = torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)])
-        return grid[None].to(device=device, dtype=dtype or torch.get_default_dtype())
+        return grid[None].to(dtype=dtype or torch.get_default_dtype()).to(device=device)
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _coordinates(positions: torch.Tensor, size: int) -> torch.Tensor:

@@ -374,6 +374,7 @@ class SynthesisNetwork(nn.Module):
                 has another dtype outside ``torch.autocast``.
             ValueError: ``ws`` has the wrong shape, or ``noise`` names a layer that does not
                 exist or holds an image of the wrong shape.
+            TypeError: ``window`` is not a ``CoordinateWindow``.
         """
         first = self.stages[0].blocks[0].conv0.conv.weight
         check_input(ws, first, "ws", "the synthesis network", var="G")
@@ -381,6 +382,9 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}), "
                              f"got {tuple(ws.shape)}")
+        if window is not None and not isinstance(window, CoordinateWindow):
+            raise TypeError(f"window must be a CoordinateWindow (pixelfold.layers) or None, got "
+                            f"{type(window).__name__}")
         per_stage = self._split_noise(noise, ws) if noise else {}
         if ws.shape[0] == 0:
             return self._empty(ws, return_stages)
