@@ -300,7 +300,7 @@ def _window(args: argparse.Namespace) -> Any:
     if args.panorama is not None and not 1 <= args.panorama <= MAX_PANORAMA:
         raise CLIError(f"--panorama {args.panorama}: give 1 to {MAX_PANORAMA} windows")
     window = make_window(shift, zoom, args.embedding_padding)
-    return None if window.is_identity and args.embedding_padding == "border" else window
+    return None if window.is_identity else window  # the padding matters only outside
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
