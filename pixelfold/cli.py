@@ -243,6 +243,17 @@ Without --grid, OUT is a folder and gets seed0000.png, seed0001.png, ... (one pe
 an .npz of ws, NAME.png with the names it holds). With --grid, OUT is a .png file holding all
 images in a grid of ceil(sqrt(N)) columns, in seed order, row by row.
 
+Every pixel is computed from its coordinates, so --shift and --zoom render another part of
+the coordinate plane, outside the training frame too: --shift DX,DY moves the window by DX
+frames to the right and DY down (1,0 is the frame to the right), --zoom S magnifies it S
+times about its center (0.5 shows twice as much, smaller). --panorama N puts N windows side
+by side, each shifted by one window width, the given window in the middle: one image N
+frames wide per seed (a grid of them has one column). Stage 0's learned coordinate embedding
+is a fixed grid: outside it, it takes its edge values (--embedding-padding border), its
+mirror image (reflection) or zero (zeros); between its points it is interpolated. What a
+trained model gives out there, artifacts included, is shown in the docs (Tools: coordinate
+rendering); const noise stays tied to the image's pixels, not to the coordinates.
+
 """ + LATENTS_NOTE
 
 
@@ -256,8 +267,40 @@ def _build_generate(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="PATH",
                    help="folder for one PNG per seed, or a .png file with --grid")
     p.add_argument("--grid", action="store_true", help="write one grid PNG instead")
+    p.add_argument("--shift", default=None, metavar="DX,DY",
+                   help="move the coordinate window by DX, DY frames (x right, y down; "
+                        "default: 0,0, the training frame)")
+    p.add_argument("--zoom", default=None, metavar="S",
+                   help="magnify the coordinate window S times about its center (> 0; "
+                        "default: 1)")
+    p.add_argument("--panorama", type=int, default=None, metavar="N",
+                   help="N windows side by side, each one window width further right "
+                        "(one image N frames wide per seed)")
+    p.add_argument("--embedding-padding", choices=["border", "reflection", "zeros"],
+                   default="border",
+                   help="the learned coordinate embedding outside its grid: edge values, "
+                        "mirrored, or zero (default: border)")
     _add_sampling(p)
     p.set_defaults(func=_cmd_generate)
+
+
+def _window(args: argparse.Namespace) -> Any:
+    """The coordinate window of ``--shift``, ``--zoom`` and ``--embedding-padding`` (``None``
+    for the training frame), checked before any model is loaded."""
+    from .tools import MAX_PANORAMA, make_window, parse_shift, parse_zoom
+
+    try:
+        shift = parse_shift(args.shift) if args.shift is not None else (0.0, 0.0)
+    except ValueError as exc:
+        raise CLIError(f"--shift: {exc}") from None
+    try:
+        zoom = parse_zoom(args.zoom) if args.zoom is not None else 1.0
+    except ValueError as exc:
+        raise CLIError(f"--zoom: {exc}") from None
+    if args.panorama is not None and not 1 <= args.panorama <= MAX_PANORAMA:
+        raise CLIError(f"--panorama {args.panorama}: give 1 to {MAX_PANORAMA} windows")
+    window = make_window(shift, zoom, args.embedding_padding)
+    return None if window.is_identity else window  # the padding matters only outside
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -269,20 +312,34 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise CLIError(f"--out {args.out} looks like a file name: pass --grid for one grid "
                            f"image, or a folder for one PNG per seed")
         out = _output_dir(args.out)
+    window = _window(args)
     G = _load(args)
     _fitting(G, seeds, "--seeds")
 
-    from .tools import generate_images, image_grid, iter_images, save_image
+    from .tools import generate_images, image_grid, iter_images, panorama_images, save_image
 
+    kwargs = _sampling_kwargs(args)
+    what = "panoramas" if args.panorama else "images"
     with _writing(out):
-        if args.grid:
-            save_image(image_grid(generate_images(G, seeds, **_sampling_kwargs(args))), out)
-            print(f"wrote a grid of {len(seeds)} images to {out}")
-        else:  # one batch at a time: any number of seeds in constant memory
-            for batch_seeds, images in iter_images(G, seeds, **_sampling_kwargs(args)):
+        if args.grid and args.panorama:
+            save_image(image_grid(panorama_images(G, seeds, args.panorama, window=window,
+                                                  **kwargs), ncols=1), out)
+            print(f"wrote a grid of {len(seeds)} {what} to {out}")
+        elif args.grid:
+            save_image(image_grid(generate_images(G, seeds, window=window, **kwargs)), out)
+            print(f"wrote a grid of {len(seeds)} {what} to {out}")
+        elif args.panorama:  # one batch at a time
+            for start in range(0, len(seeds), args.batch_size):
+                batch_seeds = seeds[start:start + args.batch_size]
+                images = panorama_images(G, batch_seeds, args.panorama, window=window, **kwargs)
                 for seed, image in zip(batch_seeds, images, strict=True):
                     save_image(image, out / f"{_label(seed)}.png")
-            print(f"wrote {len(seeds)} images to {out}")
+            print(f"wrote {len(seeds)} {what} to {out}")
+        else:  # one batch at a time: any number of seeds in constant memory
+            for batch_seeds, images in iter_images(G, seeds, window=window, **kwargs):
+                for seed, image in zip(batch_seeds, images, strict=True):
+                    save_image(image, out / f"{_label(seed)}.png")
+            print(f"wrote {len(seeds)} {what} to {out}")
     return 0
 
 

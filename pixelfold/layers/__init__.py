@@ -27,7 +27,13 @@ from .minibatch_std import MinibatchStdDev
 from .modulated import ModConvPath, ModulatedConv2d, StyledConv2d, ToRGB, modulated_conv2d
 from .noise import NOISE_MODES, NoiseInjection, NoiseMode, check_noise_mode, set_noise_skipping
 from .ops import Impl, get_impl, use_impl
-from .positional import CoordinateEmbedding, FourierFeatures, coordinate_grid
+from .positional import (
+    EMBEDDING_PADDINGS,
+    CoordinateEmbedding,
+    CoordinateWindow,
+    FourierFeatures,
+    coordinate_grid,
+)
 from .upfirdn import (
     Blur,
     Downsample,
@@ -40,11 +46,13 @@ from .upfirdn import (
 )
 
 __all__ = [
+    "EMBEDDING_PADDINGS",
     "NOISE_MODES",
     "BiasLeakyReLU",
     "Blur",
     "ChannelOrder",
     "CoordinateEmbedding",
+    "CoordinateWindow",
     "Downsample",
     "EqualConv2d",
     "EqualLinear",

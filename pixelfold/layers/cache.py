@@ -32,7 +32,7 @@ class InferenceCache:
     """
 
     def __init__(self) -> None:
-        self._key: tuple[tuple[int, int], ...] | None = None
+        self._key: tuple[Any, tuple[tuple[int, int], ...]] | None = None
         self.value: torch.Tensor | None = None
 
     @staticmethod
@@ -48,21 +48,23 @@ class InferenceCache:
         self.value = None
 
     def get(self, compute: Callable[[], torch.Tensor],
-            sources: Callable[[], Iterable[torch.Tensor]]) -> torch.Tensor:
+            sources: Callable[[], Iterable[torch.Tensor]], key: Any = None) -> torch.Tensor:
         """The cached value, or ``compute()`` (stored when caching applies).
 
         Args:
             compute: computes the value.
             sources: the tensors the value depends on.
+            key: what else the value depends on (compared with ``==``; e.g. a coordinate
+                window): another key recomputes it, and the new value replaces the old.
         """
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return compute()
         tensors = list(sources())
         if any(t.is_inference() for t in tensors):
             return compute()
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
-        if self.value is None or key != self._key:
-            self.value, self._key = compute(), key
+        full_key = (key, tuple((t.data_ptr(), t._version) for t in tensors))
+        if self.value is None or full_key != self._key:
+            self.value, self._key = compute(), full_key
         return self.value
 
 

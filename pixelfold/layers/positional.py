@@ -1,15 +1,26 @@
 """Positional encoders of pixel-regression generators: coordinate grids, Fourier features and
-learned per-pixel coordinate embeddings (CIPS, PixelFolder)."""
+learned per-pixel coordinate embeddings (CIPS, PixelFolder), and the coordinate window that
+moves or scales what they see (rendering outside the training frame)."""
 
 from __future__ import annotations
 
 import math
+import numbers
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CoordinateEmbedding", "FourierFeatures", "coordinate_grid"]
+__all__ = ["EMBEDDING_PADDINGS", "CoordinateEmbedding", "CoordinateWindow", "FourierFeatures",
+           "coordinate_grid"]
+
+EmbeddingPadding = Literal["border", "reflection", "zeros"]
+EMBEDDING_PADDINGS: tuple[str, ...] = ("border", "reflection", "zeros")
+"""How a [`CoordinateEmbedding`][pixelfold.layers.CoordinateEmbedding] is continued outside
+its grid: the edge values (``"border"``), the grid mirrored about its edge pixels
+(``"reflection"``) or zero, the mean of its initialization (``"zeros"``)."""
 
 
 def coordinate_grid(
@@ -40,6 +51,117 @@ def coordinate_grid(
     ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
     grid = torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)])
     return grid[None].expand(batch_size, 2, height, width)
+
+
+@dataclass(frozen=True)
+class CoordinateWindow:
+    """The part of the coordinate plane a generator renders: the training frame moved by
+    ``shift`` and magnified by ``zoom`` about its center.
+
+    Units are frames: ``shift=(1, 0)`` is the frame to the right of the training frame, and
+    the same window is taken at every grid size (every stage of a generator), so that the
+    stages stay aligned. Pixel ``i`` of a grid of ``n`` pixels sits at the continuous pixel
+    position ``p = (n - 1) / 2 + (i - (n - 1) / 2) / zoom + shift * n`` of the training
+    grid, i.e. at the coordinate ``-1 + 2 p / (n - 1)`` (``coordinate_grid``'s spacing, its
+    endpoints at the centers of the edge pixels). A shift by a whole number of pixels of a
+    grid moves that grid by exactly those pixels: a shift of ``k / n`` frames moves it by
+    ``k`` pixels.
+
+    Args:
+        shift: ``(dx, dy)`` in frames (x to the right, y down).
+        zoom: magnification (> 1 shows less of the plane, larger; < 1 more of it, smaller).
+        padding: how a learned [`CoordinateEmbedding`][pixelfold.layers.CoordinateEmbedding]
+            (a fixed grid of vectors) is continued outside its grid, one of
+            [`EMBEDDING_PADDINGS`][pixelfold.layers.positional.EMBEDDING_PADDINGS]; between its
+            pixels it is interpolated bilinearly. Fourier features need no such choice.
+
+    Raises:
+        ValueError: a shift or zoom that is not a finite number, a zoom that is not positive,
+            an unknown padding.
+    """
+
+    shift: tuple[float, float] = (0.0, 0.0)
+    zoom: float = 1.0
+    padding: EmbeddingPadding = "border"
+
+    def __post_init__(self) -> None:
+        shift = tuple(self.shift) if isinstance(self.shift, (tuple, list)) else self.shift
+        if not isinstance(shift, tuple) or len(shift) != 2 or not all(
+                _is_number(v) and math.isfinite(v) for v in shift):
+            raise ValueError(f"CoordinateWindow shift must be two finite numbers (dx, dy) in "
+                             f"frames, got {self.shift!r}")
+        if not _is_number(self.zoom) or not math.isfinite(self.zoom) or self.zoom <= 0:
+            raise ValueError(f"CoordinateWindow zoom must be a finite number > 0, got "
+                             f"{self.zoom!r}")
+        if self.padding not in EMBEDDING_PADDINGS:
+            raise ValueError(f"CoordinateWindow padding must be one of "
+                             f"{', '.join(EMBEDDING_PADDINGS)}, got {self.padding!r}")
+        object.__setattr__(self, "shift", (float(shift[0]), float(shift[1])))
+        object.__setattr__(self, "zoom", float(self.zoom))
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether this is the training frame (no shift, zoom 1): generators then use their
+        stored grids, bit for bit."""
+        return self.shift == (0.0, 0.0) and self.zoom == 1.0
+
+    def positions(self, size: int, axis: int) -> torch.Tensor:
+        """Continuous pixel positions (float64) along ``axis`` (0: x, 1: y) of a grid of
+        ``size`` pixels: ``arange(size)`` for the training frame."""
+        i = torch.arange(size, dtype=torch.float64)
+        center = (size - 1) / 2
+        return center + (i - center) / self.zoom + self.shift[axis] * size
+
+    def grid(self, height: int, width: int | None = None, *,
+             device: torch.device | str | None = None,
+             dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The window's coordinates as a ``(1, 2, height, width)`` tensor, as
+        [`coordinate_grid`][pixelfold.layers.coordinate_grid] (its values for the training
+        frame, up to rounding)."""
+        width = height if width is None else width
+        xs = _coordinates(self.positions(width, 0), width)
+        ys = _coordinates(self.positions(height, 1), height)
+        grid = torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)])
+        return grid[None].to(dtype=dtype or torch.get_default_dtype()).to(device=device)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _coordinates(positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel positions -> coordinates of a grid of ``size`` pixels (``-1`` at pixel 0, ``1``
+    at pixel ``size - 1``; a 1-pixel grid has spacing 2)."""
+    return -1.0 + positions * (2.0 / max(size - 1, 1))
+
+
+def _sample_axis(x: torch.Tensor, positions: torch.Tensor, dim: int,
+                 padding: EmbeddingPadding) -> torch.Tensor:
+    """Linear interpolation of ``x`` along ``dim`` at continuous pixel positions; a whole
+    position inside the grid gives that pixel exactly."""
+    n = x.shape[dim]
+    pos = positions
+    if padding == "reflection" and n > 1:
+        period = 2 * (n - 1)
+        pos = torch.remainder(pos, period)
+        pos = torch.where(pos > n - 1, period - pos, pos)
+    if padding != "zeros":
+        pos = pos.clamp(0, n - 1)
+    i0 = pos.floor().clamp(max=max(n - 2, 0)) if padding != "zeros" else pos.floor()
+    frac = (pos - i0).to(x.dtype)
+    i0 = i0.long()
+    i1 = i0 + 1
+
+    def take(index: torch.Tensor) -> torch.Tensor:
+        values = x.index_select(dim, index.clamp(0, n - 1).to(x.device))
+        if padding == "zeros":
+            inside = ((index >= 0) & (index < n)).to(x.dtype).to(x.device)
+            values = values * inside.view([-1 if d == dim else 1 for d in range(x.ndim)])
+        return values
+
+    shape = [-1 if d == dim else 1 for d in range(x.ndim)]
+    frac = frac.to(x.device).view(shape)
+    return take(i0) * (1 - frac) + take(i1) * frac
 
 
 class FourierFeatures(nn.Module):
@@ -145,12 +267,20 @@ class CoordinateEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, channels, height, width, device=device,
                                                dtype=dtype))
 
-    def forward(self, batch_size: int) -> torch.Tensor:
-        """Return the embedding expanded to ``(batch_size, C, H, W)``."""
+    def forward(self, batch_size: int, window: CoordinateWindow | None = None) -> torch.Tensor:
+        """Return the embedding expanded to ``(batch_size, C, H, W)``; with a ``window``
+        other than the training frame, the embedding sampled at the window's pixel positions
+        (bilinear between grid points, ``window.padding`` outside the grid; a shift by whole
+        pixels gives the stored vectors exactly)."""
         # without autograd, a view of the parameter would still say requires_grad but have no
         # gradient function, which module hooks that follow the graph (FlopCounterMode) refuse
         weight = self.weight if torch.is_grad_enabled() else self.weight.detach()
-        return weight.expand(batch_size, -1, -1, -1)
+        if window is None or window.is_identity:
+            return weight.expand(batch_size, -1, -1, -1)
+        _, _, h, w = weight.shape
+        x = _sample_axis(weight, window.positions(w, 0), 3, window.padding)
+        x = _sample_axis(x, window.positions(h, 1), 2, window.padding)
+        return x.expand(batch_size, -1, -1, -1)
 
     def extra_repr(self) -> str:
         _, c, h, w = self.weight.shape

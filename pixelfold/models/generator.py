@@ -12,6 +12,7 @@ from torch import nn
 from ..layers import (
     BiasLeakyReLU,
     CoordinateEmbedding,
+    CoordinateWindow,
     EqualConv2d,
     FourierFeatures,
     MappingNetwork,
@@ -204,36 +205,44 @@ class SynthesisStage(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.num_ws = st.num_modconvs
 
-    def positional_input(self, batch_size: int) -> torch.Tensor:
+    def positional_input(self, batch_size: int,
+                         window: CoordinateWindow | None = None) -> torch.Tensor:
         """The positional encoding (Fourier features and coordinate embedding, concatenated)
-        ``(batch_size, positional_channels, H, W)``, expanded over the batch."""
+        ``(batch_size, positional_channels, H, W)`` of the coordinate ``window`` (default:
+        the training frame), expanded over the batch."""
         feats = []
         if self.fourier is not None:
-            feats.append(self.fourier(self.coords))
+            coords = self.coords if window is None else window.grid(
+                *self.coords.shape[2:], device=self.coords.device, dtype=self.coords.dtype)
+            feats.append(self.fourier(coords))
         if self.coord_embedding is not None:
-            feats.append(self.coord_embedding(1))
+            feats.append(self.coord_embedding(1, window))
         x = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
         return x.expand(batch_size, -1, -1, -1)
 
     def stage_input(self, ws: torch.Tensor, noise_mode: NoiseMode = "random",
-                    noise: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Positional encoding -> input layers -> reduction: the input of the merge, at the
-        reduced resolution, in the dtype of ``ws``. A style-free input (1x1 convolutions,
-        PixelFolder) does not depend on ``ws``: it has a batch of 1, and without autograd
-        (``torch.no_grad``, ``torch.inference_mode``) and outside ``torch.compile`` it is
-        computed once and kept until a tensor it depends on changes (an optimizer step,
-        ``load_state_dict``, a move to another device, dtype or layout)."""
+                    noise: Mapping[str, torch.Tensor] | None = None,
+                    window: CoordinateWindow | None = None) -> torch.Tensor:
+        """Positional encoding of ``window`` -> input layers -> reduction: the input of the
+        merge, at the reduced resolution, in the dtype of ``ws``. A style-free input (1x1
+        convolutions, PixelFolder) does not depend on ``ws``: it has a batch of 1, and without
+        autograd (``torch.no_grad``, ``torch.inference_mode``) and outside ``torch.compile``
+        it is computed once per window and kept until a tensor it depends on changes (an
+        optimizer step, ``load_state_dict``, a move to another device, dtype or layout) or
+        another window is asked for."""
+        if window is not None and window.is_identity:
+            window = None
         if self.style_free_input:
-            return self._input_cache.get(self._style_free_input,
-                                         self._style_free_sources).to(ws.dtype)
+            return self._input_cache.get(lambda: self._style_free_input(window),
+                                         self._style_free_sources, key=window).to(ws.dtype)
         noise = noise or {}
-        x = self.positional_input(ws.shape[0]).to(ws.dtype)
+        x = self.positional_input(ws.shape[0], window).to(ws.dtype)
         for i, layer in enumerate(self.input_layers):
             x = layer(x, ws[:, self.w_offset + i], noise_mode, noise.get(f"input_layers.{i}.noise"))
         return self.reduce(x)
 
-    def _style_free_input(self) -> torch.Tensor:
-        x = self.positional_input(1)
+    def _style_free_input(self, window: CoordinateWindow | None = None) -> torch.Tensor:
+        x = self.positional_input(1, window)
         for layer in self.input_layers:
             x = layer(x)
         return self.reduce(x)
@@ -255,16 +264,18 @@ class SynthesisStage(nn.Module):
         rgb: torch.Tensor | None,
         noise_mode: NoiseMode = "random",
         noise: Mapping[str, torch.Tensor] | None = None,
+        window: CoordinateWindow | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the stage. ``ws`` is the full ``(B, num_ws, w_dim)``; ``prev`` the previous
         stage's output features; ``rgb`` the running RGB; ``noise`` explicit noise images by
         module name within the stage (``"blocks.0.conv0.noise"``; the others follow
-        ``noise_mode``). Returns ``(features, rgb)``."""
+        ``noise_mode``); ``window`` the coordinate window of the positional encoding.
+        Returns ``(features, rgb)``."""
         noise = noise or {}
         batch = ws.shape[0]
         # a style-free input is the same for every sample: it keeps its batch of 1 as long as
         # possible (the merge convolves it once)
-        x = self.stage_input(ws, noise_mode, noise)
+        x = self.stage_input(ws, noise_mode, noise, window)
         k = self.w_offset + (0 if self.style_free_input else len(self.input_layers))
         if prev is not None and self.spec.merge == "concat":
             # merge(cat([x, prev])), the concatenation never built
@@ -309,6 +320,7 @@ class SynthesisNetwork(nn.Module):
         noise_mode: NoiseMode = "random",
         return_stages: bool = False,
         noise: Mapping[str, torch.Tensor] | None = None,
+        window: CoordinateWindow | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Synthesize images.
 
@@ -322,6 +334,13 @@ class SynthesisNetwork(nn.Module):
                 ``(B, 1, H, W)`` or ``(1, 1, H, W)`` at that layer's resolution, used instead
                 of ``noise_mode`` for those layers (the others follow ``noise_mode``).
                 Gradients flow into them: the projector optimizes them this way.
+            window: the part of the coordinate plane to render, a
+                [`CoordinateWindow`][pixelfold.layers.CoordinateWindow] (shift in frames, zoom)
+                taken alike by every stage's positional encoding; ``None`` (or the identity
+                window): the training frame, bit for bit. The image keeps its size; noise
+                images stay tied to its pixels, not to the coordinates (``"const"`` noise
+                does not move with the window). See [Coordinate
+                rendering](../tools/coordinates.md) for what trained models give.
 
         Returns:
             images ``(B, 3, H, W)``, or ``(images, [rgb of stage 0, stage 1, ...])``. An empty
@@ -332,6 +351,7 @@ class SynthesisNetwork(nn.Module):
                 has another dtype outside ``torch.autocast``.
             ValueError: ``ws`` has the wrong shape, or ``noise`` names a layer that does not
                 exist or holds an image of the wrong shape.
+            TypeError: ``window`` is not a ``CoordinateWindow``.
         """
         first = self.stages[0].blocks[0].conv0.conv.weight
         check_input(ws, first, "ws", "the synthesis network", var="G")
@@ -339,6 +359,9 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}), "
                              f"got {tuple(ws.shape)}")
+        if window is not None and not isinstance(window, CoordinateWindow):
+            raise TypeError(f"window must be a CoordinateWindow (pixelfold.layers) or None, got "
+                            f"{type(window).__name__}")
         per_stage = self._split_noise(noise, ws) if noise else {}
         if ws.shape[0] == 0:
             return self._empty(ws, return_stages)
@@ -346,7 +369,7 @@ class SynthesisNetwork(nn.Module):
         rgb: torch.Tensor | None = None
         stage_rgbs = []
         for i, stage in enumerate(self.stages):
-            x, rgb = stage(x, ws, rgb, noise_mode, per_stage.get(i))
+            x, rgb = stage(x, ws, rgb, noise_mode, per_stage.get(i), window)
             stage_rgbs.append(rgb)
         assert rgb is not None
         if return_stages:
@@ -471,6 +494,7 @@ class Generator(PretrainedMixin, nn.Module):
         noise_mode: NoiseMode = "random",
         return_stages: bool = False,
         update_w_avg: bool = False,
+        window: CoordinateWindow | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """``synthesis(mapping(z, ...), ...)``.
 
@@ -481,6 +505,8 @@ class Generator(PretrainedMixin, nn.Module):
             noise_mode: ``"random"``, ``"const"`` or ``"none"``.
             return_stages: also return every stage's RGB.
             update_w_avg: update the tracked average ``w`` (training).
+            window: the coordinate window to render (see
+                [`SynthesisNetwork.forward`][pixelfold.models.SynthesisNetwork.forward]).
 
         Returns:
             images ``(B, 3, H, W)`` (or with ``return_stages``, ``(images, stage RGBs)``); an
@@ -496,7 +522,8 @@ class Generator(PretrainedMixin, nn.Module):
                     float_hint=f" (e.g. torch.randn(B, {self.z_dim}))")
         ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_w_avg=update_w_avg)
-        return self.synthesis(ws, noise_mode=noise_mode, return_stages=return_stages)
+        return self.synthesis(ws, noise_mode=noise_mode, return_stages=return_stages,
+                              window=window)
 
     @property
     def device(self) -> torch.device:

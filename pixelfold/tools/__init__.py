@@ -10,11 +10,22 @@
 - [`project`][pixelfold.tools.project]: images into latents (NVlabs' projector), pivotal
   tuning (PTI), ``.npz`` files of projected ``ws``.
 - [`edit`][pixelfold.tools.edit]: closed-form edit directions (SeFa) and edit grids.
+- [`coordinates`][pixelfold.tools.coordinates]: shifted and zoomed coordinate windows,
+  panoramas.
 - [`profile`][pixelfold.tools.profile]: parameters, GMACs, images per second, peak memory.
 - [`device`][pixelfold.tools.device]: device strings.
 - [`plots`][pixelfold.tools.plots]: a training run's metrics against kimg.
 """
 
+from .coordinates import (
+    MAX_PANORAMA,
+    aligned_shift,
+    make_window,
+    panorama_images,
+    panorama_windows,
+    parse_shift,
+    parse_zoom,
+)
 from .device import resolve_device
 from .edit import (
     edit_figure,
@@ -75,6 +86,7 @@ __all__ = [
     "plot_metrics",
     "HELD_BYTES_PER_PIXEL",
     "IMAGE_SUFFIXES",
+    "MAX_PANORAMA",
     "MAX_SEED",
     "PROJECTED_W_FORMAT",
     "SPACES",
@@ -82,6 +94,7 @@ __all__ = [
     "ProjectionResult",
     "SeedList",
     "WLatents",
+    "aligned_shift",
     "check_batch_memory",
     "check_finite_images",
     "check_held_memory",
@@ -100,10 +113,15 @@ __all__ = [
     "load_projected_w",
     "load_targets",
     "lpips_size",
+    "make_window",
     "mix_figure",
     "noise_regularization",
+    "panorama_images",
+    "panorama_windows",
     "parse_seeds",
+    "parse_shift",
     "parse_strengths",
+    "parse_zoom",
     "profile_generator",
     "project",
     "resolve_crossovers",

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..layers import CoordinateWindow
 from ..models import Generator, style_mix
 from ..utils.errors import ConfigError, NonFiniteError
 from ..utils.memory import check_fits, generator_batch_bytes
@@ -190,11 +191,13 @@ def iter_images(
     noise_mode: str = "const",
     batch_size: int = 16,
     progress: bool = False,
+    window: CoordinateWindow | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Like [`generate_images`][pixelfold.tools.generate_images], one batch at a time:
     yields ``(batch_seeds, images (len(batch_seeds), 3, H, W))``, so that any number of seeds
     (a [`SeedList`][pixelfold.tools.SeedList] of billions) can be written out in constant
-    memory. The progress bar counts images handed out.
+    memory. The progress bar counts images handed out. ``window``: as in
+    [`generate_images`][pixelfold.tools.generate_images].
 
     Raises:
         MemoryLimitError: one batch does not fit on ``G``'s device.
@@ -208,7 +211,7 @@ def iter_images(
         batch_seeds = seeds[sl]
         with torch.inference_mode():
             ws = _mapping(G, batch_seeds, truncation_psi)
-            images = G.synthesis(ws, noise_mode=noise_mode)
+            images = G.synthesis(ws, noise_mode=noise_mode, window=window)
             check_finite_images(G, images, batch_seeds)
             images = images.float().clamp(-1, 1).cpu()
         yield list(batch_seeds), images
@@ -222,6 +225,7 @@ def generate_images(
     noise_mode: str = "const",
     batch_size: int = 16,
     progress: bool = False,
+    window: CoordinateWindow | None = None,
 ) -> torch.Tensor:
     """One image per seed, ``(len(seeds), 3, H, W)``.
 
@@ -233,6 +237,9 @@ def generate_images(
             ``"none"``.
         batch_size: images per forward pass.
         progress: show a progress bar when it takes more than a second.
+        window: the part of the coordinate plane to render (a
+            [`CoordinateWindow`][pixelfold.layers.CoordinateWindow]: shift, zoom); default
+            the training frame.
 
     Raises:
         MemoryLimitError: the images, or one batch, do not fit in memory.
@@ -243,7 +250,7 @@ def generate_images(
                            "--grid), which holds one batch at a time")
     return torch.cat([images for _, images in iter_images(
         G, seeds, truncation_psi=truncation_psi, noise_mode=noise_mode, batch_size=batch_size,
-        progress=progress)])
+        progress=progress, window=window)])
 
 
 def resolve_crossovers(G: Generator, crossovers: Sequence[str | int]) -> list[Crossover]:

@@ -12,7 +12,20 @@ from typing import Any
 
 from ..utils.errors import ConfigError
 
-__all__ = ["RESUME_ADJUSTABLE", "TrainConfig", "build_arg_parser", "parse_args"]
+__all__ = ["REPORT_TO", "RESUME_ADJUSTABLE", "TrainConfig", "build_arg_parser", "parse_args",
+           "tracker_names"]
+
+REPORT_TO = {"tensorboard": ("tensorboard",), "wandb": ("wandb",),
+             "all": ("tensorboard", "wandb"), "none": ()}
+"""The values of ``report_to`` and the Accelerate trackers each one logs to."""
+
+
+def tracker_names(report_to: str) -> tuple[str, ...]:
+    """The Accelerate trackers of a ``report_to`` value (``"all"``: TensorBoard and Weights &
+    Biases; ``"none"``: none)."""
+    if report_to not in REPORT_TO:
+        raise ConfigError(f"report_to must be one of {', '.join(REPORT_TO)}, got {report_to!r}")
+    return REPORT_TO[report_to]
 
 RESUME_ADJUSTABLE = frozenset({
     "dataset", "image_column", "split", "max_steps", "kimg", "lr", "betas", "r1_gamma",
@@ -105,7 +118,11 @@ class TrainConfig:
         num_samples: images in a sample grid.
         log_every: log scalars every N steps.
         num_workers: dataloader workers.
-        report_to: Accelerate tracker (``"tensorboard"`` or ``"none"``).
+        report_to: Accelerate trackers for the losses, learning rates, metrics and sample
+            grids: ``"tensorboard"`` (in ``logs/``), ``"wandb"`` (Weights & Biases, the
+            ``tracking`` extra; its files in ``logs/wandb`` unless ``WANDB_DIR`` is set, and
+            ``WANDB_MODE=offline`` keeps them local), ``"all"`` (both) or ``"none"``.
+            ``metrics.jsonl`` is written whatever the trackers.
         progress_bar: show a tqdm bar on the main process.
         overwrite: start afresh in an ``output_dir`` that holds another run, removing that
             run's checkpoints, samples, logs and ``generator_ema/`` (without it such a folder
@@ -251,9 +268,7 @@ class TrainConfig:
             if self.preset not in presets.names():
                 raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
                                   f"{', '.join(presets.names())}")
-        if self.report_to not in ("tensorboard", "none"):
-            raise ConfigError(f"report_to must be 'tensorboard' or 'none', got "
-                              f"{self.report_to!r}")
+        tracker_names(self.report_to)
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.d_channels is not None:
             self.d_channels = {int(k): int(v) for k, v in self.d_channels.items()}
@@ -405,7 +420,9 @@ def build_arg_parser(defaults: TrainConfig | None = None,
     p.add_argument("--num-samples", type=int, default=d.num_samples)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--num-workers", type=int, default=d.num_workers)
-    p.add_argument("--report-to", default=d.report_to, choices=["tensorboard", "none"])
+    p.add_argument("--report-to", default=d.report_to, choices=list(REPORT_TO),
+                   help="trackers: tensorboard, wandb (pip install wandb), all (both) or none; "
+                        "metrics.jsonl is written in any case (default: %(default)s)")
     p.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=d.progress_bar)
     p.add_argument("--overwrite", action="store_true", default=d.overwrite,
                    help="start afresh in an --output-dir that holds another run, removing its "

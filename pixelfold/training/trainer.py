@@ -12,7 +12,9 @@ a run writes in ``output_dir``:
 * ``samples/step-<step>.png``: grids from fixed latents;
 * ``trainer_state.json``: step, kimg, losses of the last step, resumes;
 * ``train_config.json``: the settings of the run;
-* ``logs/``: TensorBoard scalars and sample grids through Accelerate's trackers;
+* ``logs/``: scalars and sample grids through Accelerate's trackers (``report_to``:
+  TensorBoard event files, and Weights & Biases' files in ``logs/wandb`` unless ``WANDB_DIR``
+  says otherwise); ``metrics.jsonl`` holds every evaluation whatever the trackers;
 * ``.lock`` while the run is on: the folder belongs to one process at a time.
 
 Safety rules: a folder that holds another run is refused unless the run resumes it or
@@ -79,7 +81,7 @@ from .checkpoint import (
     rng_file,
     write_manifest,
 )
-from .config import RESUME_ADJUSTABLE, TrainConfig
+from .config import RESUME_ADJUSTABLE, TrainConfig, tracker_names
 from .data import ImageDataset, IterableImageDataset, digits_dataset, load_image_dataset
 from .evaluation import TrainingMetrics, steps_between
 from .losses import (
@@ -94,8 +96,8 @@ from .losses import (
     style_mixing_ws,
 )
 
-__all__ = ["GANTrainer", "NonFiniteLossError", "TrainerState", "list_checkpoints",
-           "save_image_grid", "train"]
+__all__ = ["GANTrainer", "NonFiniteLossError", "TrainerState", "check_trackers",
+           "list_checkpoints", "save_image_grid", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +139,26 @@ class TrainerState:
         for key, value in state.items():
             if key in known:
                 setattr(self, key, value)
+
+
+def check_trackers(report_to: str) -> tuple[str, ...]:
+    """The Accelerate trackers of ``report_to``, each checked importable (Accelerate itself
+    leaves out a tracker whose package is missing, silently).
+
+    Raises:
+        ConfigError: a bad value, or a tracker whose package is not installed (the message
+            says what to install).
+    """
+    import importlib.util
+
+    names = tracker_names(report_to)
+    packages = {"tensorboard": "tensorboard", "wandb": "wandb"}
+    for name in names:
+        if importlib.util.find_spec(packages[name]) is None:
+            raise ConfigError(f"report_to {report_to!r} logs to {name}, which is not installed: "
+                              f"pip install {packages[name]} (or pip install "
+                              f"'pixelfold[tracking]'), or pick another --report-to")
+    return names
 
 
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
@@ -214,10 +236,11 @@ class GANTrainer:
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         _check_output_dir(self.output_dir)
+        self.trackers = check_trackers(config.report_to)
         if accelerator is None:
             accelerator = Accelerator(
                 mixed_precision=config.mixed_precision,
-                log_with=None if config.report_to == "none" else config.report_to,
+                log_with=list(self.trackers) or None,
                 project_config=ProjectConfiguration(project_dir=str(self.output_dir),
                                                     logging_dir=str(self.output_dir / "logs")),
                 dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
@@ -631,7 +654,7 @@ class GANTrainer:
                                         kimg=self.state.nimg / 1000, report=report,
                                         seconds=time.perf_counter() - started,
                                         extra=self._augment_logs())
-            if self.config.report_to != "none":
+            if self.trackers:
                 acc.log({f"metrics/{k}": v for k, v in row["metrics"].items()},
                         step=self.state.step)
             name = self.evaluator.best_metric
@@ -674,14 +697,50 @@ class GANTrainer:
         images = G(z, noise_mode="const")
         path = save_image_grid(images, self.output_dir / "samples" /
                                f"step-{self.state.step:07d}.png")
-        if self.config.report_to != "none":
+        for name in self.trackers:
             try:
-                tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
-                grid = (images.clamp(-1, 1) + 1) / 2
-                tracker.add_images("samples", grid.float().cpu(), self.state.step)
+                tracker = self.accelerator.get_tracker(name)
+                if name == "tensorboard":
+                    grid = (images.clamp(-1, 1) + 1) / 2
+                    tracker.tracker.add_images("samples", grid.float().cpu(), self.state.step)
+                else:  # the grid as written
+                    import numpy as np
+                    from PIL import Image
+
+                    with Image.open(path) as image:
+                        pixels = np.asarray(image.convert("RGB"))
+                    tracker.log_images({"samples": [pixels]}, step=self.state.step)
             except Exception as exc:  # a tracker problem must not stop training
-                logger.warning("could not log samples to the tracker: %s", exc)
+                logger.warning("could not log samples to %s: %s", name, exc)
         return path
+
+    def _start_trackers(self) -> None:
+        """``init_trackers`` with the run's settings. Weights & Biases writes under ``logs/``
+        (unless ``WANDB_DIR`` is set) and keeps one run id per output folder, in
+        ``logs/wandb-run-id``, so that a resumed run continues the same W&B run. The RNG
+        states are kept as they were: starting a tracker must not change the training."""
+        c = self.config
+        acc = self.accelerator
+        init_kwargs: dict[str, Any] = {}
+        if "wandb" in self.trackers and acc.is_main_process:
+            logs = self.output_dir / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            id_file = logs / "wandb-run-id"
+            run_id = id_file.read_text().strip() if id_file.is_file() else ""
+            if not run_id:
+                import uuid
+
+                run_id = uuid.uuid4().hex[:16]
+                atomic_write_text(id_file, run_id + "\n")
+            wandb = {"id": run_id, "resume": "allow", "name": self.output_dir.resolve().name}
+            if not os.environ.get("WANDB_DIR"):
+                wandb["dir"] = str(logs)
+            init_kwargs["wandb"] = wandb
+        rng = capture_rng({})  # the global generators (the trainer's own are not shared)
+        acc.init_trackers("pixelfold", init_kwargs=init_kwargs,
+                          config={k: v for k, v in c.to_dict().items()
+                                  if isinstance(v, (int, float, str, bool))})
+        restore_rng(rng, {})
 
     # ---------------------------------------------------------------- the run folder
     def _agree(self, error: BaseException | None) -> None:
@@ -960,14 +1019,13 @@ class GANTrainer:
             if acc.is_main_process:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self.output_dir / "train_config.json", c.to_json() + "\n")
-            if c.report_to != "none":
-                acc.init_trackers("pixelfold", config={k: v for k, v in c.to_dict().items()
-                                                       if isinstance(v, (int, float, str, bool))})
+            if self.trackers:
+                self._start_trackers()
             try:
                 with _StopRequest() as stop:
                     self._loop(stop)
             finally:
-                if c.report_to != "none":
+                if self.trackers:
                     acc.end_training()
         skipped = self.data.skipped
         if skipped:
@@ -1003,7 +1061,7 @@ class GANTrainer:
                     logs["lr/G"] = self.opt_G.param_groups[0]["lr"]
                     logs["lr/D"] = self.opt_D.param_groups[0]["lr"]
                     logs.update(self._augment_logs())
-                    if c.report_to != "none":
+                    if self.trackers:
                         acc.log(logs, step=step)
                 sample = step % c.sample_every == 0 or step == total
                 checkpoint = step % c.checkpointing_steps == 0 or step == total
