@@ -21,7 +21,7 @@ from pixelfold.tools import profile_generator
 
 OUT = Path(__file__).resolve().parents[1] / "reproduction-table.md"
 
-# (preset, paper params, paper GMACs, paper images/s on the paper's GPU), as the PixelFolder paper reports them
+# (preset, paper params, paper GMACs, paper images/s on the paper's GPU), as the paper reports them
 PAPER = [
     ("pixelfolder-256", "20.84M", "23.78", "77.7"),
     ("cips-256", "44.32M", "223.36", "11.0"),
