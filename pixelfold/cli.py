@@ -1103,7 +1103,7 @@ def _build_convert(sub: Any) -> None:
                                    "into a pixelfold save_pretrained folder (config.json + "
                                    "model.safetensors), with the checkpoint's discriminator in "
                                    "its discriminator/ subfolder (when it holds one): a folder "
-                                   "that 'pixelfold train --init-from' fine-tunes.")
+                                   "that a recipe's --init-from fine-tunes.")
     p.add_argument("input", help="the authors' .pt file")
     p.add_argument("output_dir", help="folder to write")
     p.add_argument("--preset", default=None,
