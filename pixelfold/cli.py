@@ -1116,6 +1116,9 @@ def _build_convert(sub: Any) -> None:
     p.add_argument("--w-avg-samples", type=int, default=10_000, metavar="N",
                    help="random z used to estimate the average w for truncation (>= 1; "
                         "default: 10000)")
+    p.add_argument("--no-discriminator", dest="discriminator", action="store_false",
+                   help="write only the generator, without converting the checkpoint's "
+                        "discriminator")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
     p.set_defaults(func=_cmd_convert)
 
@@ -1141,7 +1144,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     G = load_official(ckpt, preset=args.preset, which=args.which,
                       w_avg_samples=args.w_avg_samples, source=str(src))
     D = None  # both converted before anything is written
-    if has_official_discriminator(ckpt):
+    if args.discriminator and has_official_discriminator(ckpt):
         D = load_official_discriminator(ckpt, resolution=G.resolution[0], source=str(src))
     with _writing(out):
         G.save_pretrained(out)
@@ -1153,7 +1156,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if D is not None:
         line += (f", its discriminator ({count_params(D):,d} parameters) to "
                  f"{out / 'discriminator'}")
-    else:
+    elif args.discriminator:
         line += f" ({src} holds no discriminator)"
     print(line)
     return 0

@@ -174,3 +174,7 @@ def test_cli_convert_writes_the_discriminator_beside_the_generator(tmp_path, cap
     for theirs_key, key in discriminator_key_map(6).items():
         if key is not None:
             assert torch.equal(ours[key], D_oracle.state_dict()[theirs_key]), key
+    assert main(["convert", str(src), str(out), "--w-avg-samples", "10", "--overwrite",
+                 "--no-discriminator"]) == 0
+    assert "discriminator" not in capsys.readouterr().out
+    assert not (out / "discriminator").exists() and (out / "config.json").is_file()
