@@ -173,6 +173,20 @@ def test_resume_of_a_finetuned_run_is_exact_and_reads_no_init_weights(tmp_path, 
                              resume_from_checkpoint="latest", **common)).train()
 
 
+def test_resume_latest_without_a_checkpoint_starts_from_init_from(tmp_path, source):
+    """A first run launched with --resume-from-checkpoint latest (as job scripts do) loads
+    the init weights when it finds no checkpoint, and trains exactly as a run without it."""
+    plain = GANTrainer(_finetune(tmp_path, source, output_dir=str(tmp_path / "a"), max_steps=1))
+    plain.train()
+    reset_accelerate()
+    latest = GANTrainer(_finetune(tmp_path, source, output_dir=str(tmp_path / "b"), max_steps=1,
+                                  resume_from_checkpoint="latest"))
+    latest.train()
+    for a, b in ((plain.G, latest.G), (plain.D, latest.D),
+                 (plain.ema.module, latest.ema.module)):
+        assert _same(_tree(a), _tree(b))
+
+
 def test_an_architecture_mismatch_is_one_line_naming_both(tmp_path, source):
     ckpt = source / "run" / "checkpoints" / "checkpoint-2"
     with pytest.raises(ValueError) as info:
