@@ -1158,7 +1158,9 @@ def _build_convert(sub: Any) -> None:
     p = sub.add_parser("convert", help="convert an authors' PixelFolder checkpoint",
                        description="Convert a checkpoint of the PixelFolder authors' code (.pt) "
                                    "into a pixelfold save_pretrained folder (config.json + "
-                                   "model.safetensors).")
+                                   "model.safetensors), with the checkpoint's discriminator in "
+                                   "its discriminator/ subfolder (when it holds one): a folder "
+                                   "that a recipe's --init-from fine-tunes.")
     p.add_argument("input", help="the authors' .pt file")
     p.add_argument("output_dir", help="folder to write")
     p.add_argument("--preset", default=None,
@@ -1171,12 +1173,20 @@ def _build_convert(sub: Any) -> None:
     p.add_argument("--w-avg-samples", type=int, default=10_000, metavar="N",
                    help="random z used to estimate the average w for truncation (>= 1; "
                         "default: 10000)")
+    p.add_argument("--no-discriminator", dest="discriminator", action="store_false",
+                   help="write only the generator, without converting the checkpoint's "
+                        "discriminator")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
     p.set_defaults(func=_cmd_convert)
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import load_official
+    from .convert import (
+        has_official_discriminator,
+        load_official,
+        load_official_discriminator,
+        read_official_checkpoint,
+    )
 
     src = Path(args.input)
     if not src.is_file():
@@ -1187,13 +1197,25 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     out = _output_folder_swap(args.output_dir, "OUTPUT_DIR")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CLIError(f"{out} exists and is not empty (pass --overwrite to replace it)")
-    G = load_official(src, preset=args.preset, which=args.which,
-                      allow_pickle=args.allow_pickle, w_avg_samples=args.w_avg_samples)
+    ckpt = read_official_checkpoint(src, allow_pickle=args.allow_pickle)
+    G = load_official(ckpt, preset=args.preset, which=args.which,
+                      w_avg_samples=args.w_avg_samples, source=str(src))
+    D = None  # both converted before anything is written
+    if args.discriminator and has_official_discriminator(ckpt):
+        D = load_official_discriminator(ckpt, resolution=G.resolution[0], source=str(src))
     with _writing(out):
         G.save_pretrained(out)
+        if D is not None:
+            D.save_pretrained(out / "discriminator")
     from .metrics import count_params
 
-    print(f"wrote {G.spec.name} ({count_params(G):,d} parameters) to {out}")
+    line = f"wrote {G.spec.name} ({count_params(G):,d} parameters) to {out}"
+    if D is not None:
+        line += (f", its discriminator ({count_params(D):,d} parameters) to "
+                 f"{out / 'discriminator'}")
+    elif args.discriminator:
+        line += f" ({src} holds no discriminator)"
+    print(line)
     return 0
 
 

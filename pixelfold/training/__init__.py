@@ -1,6 +1,6 @@
 """Training: the Accelerate GAN trainer, its configuration and data, GAN losses,
-regularizers, Adam settings for lazy regularization, the generator's moving average and style
-mixing.
+regularizers, Adam settings for lazy regularization, the generator's moving average, style
+mixing, and fine-tuning (start from trained weights, FreezeD).
 
 ``from pixelfold.training import TrainConfig, train, discriminator_loss, r1_penalty, EMA``.
 """
@@ -12,6 +12,13 @@ from .data import (
     digits_dataset,
     load_image_dataset,
     preprocess_image,
+)
+from .finetune import (
+    InitWeights,
+    apply_init_weights,
+    check_init_weights,
+    freeze_discriminator,
+    load_init_weights,
 )
 from .losses import (
     EMA,
@@ -30,6 +37,7 @@ __all__ = [
     "EMA",
     "GANTrainer",
     "ImageDataset",
+    "InitWeights",
     "IterableImageDataset",
     "NonFiniteLossError",
     "TrainConfig",
@@ -49,4 +57,8 @@ __all__ = [
     "path_length_penalty",
     "r1_penalty",
     "style_mixing_ws",
+    "apply_init_weights",
+    "check_init_weights",
+    "freeze_discriminator",
+    "load_init_weights",
 ]

@@ -114,6 +114,17 @@ class TrainConfig:
         checkpointing_steps: save a checkpoint every N steps.
         checkpoints_total_limit: keep the last K checkpoints.
         resume_from_checkpoint: ``"latest"``, a checkpoint folder, or ``None``.
+        init_from: fine-tune: start from these weights instead of random ones: a
+            ``save_pretrained`` generator folder (with its ``discriminator/`` when it has one),
+            a training checkpoint or run folder, an authors' ``.pt`` or a Hub repo id (see
+            [`load_init_weights`][pixelfold.training.finetune.load_init_weights]). Weights
+            only: optimizers, step count and RNG start afresh; the EMA starts from the loaded
+            EMA generator. The architecture must be the run's. Recorded in the run's settings;
+            resuming the run continues from its own checkpoint and does not read it again.
+        freeze_d: FreezeD: freeze D's from-RGB layer and its first ``freeze_d`` residual
+            blocks, counted from the image (see
+            [`freeze_discriminator`][pixelfold.training.finetune.freeze_discriminator]);
+            0 freezes nothing.
         sample_every: write a sample grid every N steps.
         num_samples: images in a sample grid.
         log_every: log scalars every N steps.
@@ -175,6 +186,8 @@ class TrainConfig:
     checkpointing_steps: int = 5000
     checkpoints_total_limit: int | None = 3
     resume_from_checkpoint: str | None = None
+    init_from: str | None = None
+    freeze_d: int = 0
     sample_every: int = 1000
     num_samples: int = 16
     log_every: int = 50
@@ -255,6 +268,18 @@ class TrainConfig:
         if self.resize_filter not in RESIZE_FILTERS:
             raise ConfigError(f"resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got "
                               f"{self.resize_filter!r}")
+        blocks = self.resolution.bit_length() - 3  # D's residual blocks: resolution .. 8
+        if isinstance(self.freeze_d, bool) or not isinstance(self.freeze_d, int) \
+                or not 0 <= self.freeze_d <= blocks:
+            raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution {self.resolution} "
+                              f"(the discriminator's residual blocks, counted from the image), "
+                              f"got {self.freeze_d!r}")
+        if self.freeze_d and not (self.init_from or self.resume_from_checkpoint):
+            raise ConfigError(f"--freeze-d {self.freeze_d} needs --init-from: it keeps "
+                              f"pretrained layers of D as they are (random ones would never "
+                              f"learn)")
+        if self.init_from is not None and not str(self.init_from).strip():
+            raise ConfigError("init_from is empty: give a model folder, checkpoint or .pt file")
         if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
             raise ConfigError(f"checkpoints_total_limit must be >= 1, got "
                               f"{self.checkpoints_total_limit}")
@@ -416,6 +441,13 @@ def build_arg_parser(defaults: TrainConfig | None = None,
                    default=d.checkpoints_total_limit)
     p.add_argument("--resume-from-checkpoint", default=d.resume_from_checkpoint,
                    help="'latest' or a checkpoint folder")
+    p.add_argument("--init-from", default=d.init_from, metavar="MODEL",
+                   help="fine-tune: start from the weights of a save_pretrained generator "
+                        "folder (and its discriminator/), a training checkpoint or run folder, "
+                        "or an authors' .pt (fresh optimizers and step count)")
+    p.add_argument("--freeze-d", type=int, default=d.freeze_d, metavar="N",
+                   help="FreezeD: freeze D's from-RGB layer and first N residual blocks, "
+                        "counted from the image (needs --init-from)")
     p.add_argument("--sample-every", type=int, default=d.sample_every)
     p.add_argument("--num-samples", type=int, default=d.num_samples)
     p.add_argument("--log-every", type=int, default=d.log_every)

@@ -84,6 +84,12 @@ from .checkpoint import (
 from .config import RESUME_ADJUSTABLE, TrainConfig, tracker_names
 from .data import ImageDataset, IterableImageDataset, digits_dataset, load_image_dataset
 from .evaluation import TrainingMetrics, steps_between
+from .finetune import (
+    apply_init_weights,
+    check_init_weights,
+    freeze_discriminator,
+    load_init_weights,
+)
 from .losses import (
     EMA,
     discriminator_loss,
@@ -256,6 +262,8 @@ class GANTrainer:
         set_seed(config.seed)
         self.G, self.D = self._build_models()
         self.ema = EMA(self.G)
+        if config.init_from and not config.resume_from_checkpoint:
+            self.load_init_weights()  # a resumed run loads them only if it finds no checkpoint
         set_seed(config.seed, device_specific=True)
         self.state = TrainerState()
         self._iter: Any = None
@@ -302,7 +310,19 @@ class GANTrainer:
         except ValueError as exc:
             raise ConfigError(f"--d-channels: {one_line(exc)}" if c.d_channels
                               else one_line(exc)) from None
-        return G, Discriminator(dspec)
+        D = Discriminator(dspec)
+        freeze_discriminator(D, c.freeze_d)
+        return G, D
+
+    def load_init_weights(self) -> None:
+        """Fine-tuning: load ``init_from`` into G, the EMA and D (weights only), after checking
+        that its architecture is the run's."""
+        c = self.config
+        init = load_init_weights(c.init_from)
+        check_init_weights(init, self.G.spec, self.D.spec,
+                           run_name=c.generator_config or c.preset)
+        loaded = apply_init_weights(init, self.G, self.ema.module, self.D)
+        logger.info("fine-tuning from %s: loaded %s", c.init_from, loaded)
 
     def _build_data(self, dataset: Any) -> Any:
         c = self.config
@@ -376,7 +396,8 @@ class GANTrainer:
 
     def _build_optimizers(self) -> None:
         self.opt_G = torch.optim.Adam(self.G.parameters(), eps=1e-8, **self._adam("G"))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), eps=1e-8, **self._adam("D"))
+        trainable = [p for p in self.D.parameters() if p.requires_grad]  # not FreezeD's
+        self.opt_D = torch.optim.Adam(trainable, eps=1e-8, **self._adam("D"))
 
     def _adam(self, which: str) -> dict[str, Any]:
         """Learning rate and betas of G's or D's Adam, with the lazy-regularization
@@ -883,6 +904,8 @@ class GANTrainer:
             return False
         ckpt = Checkpoint.open(path)
         changed = self._compare_settings(ckpt)
+        if self.config.init_from is None:  # the run keeps the record of what it started from
+            self.config.init_from = ckpt.json("train_config.json").get("init_from")
         if ckpt.step > self.total_steps:
             c = self.config
             asked = f"--kimg {c.kimg:g} ({self.total_steps} steps)" if c.kimg is not None \
@@ -958,6 +981,8 @@ class GANTrainer:
             if key in ("output_dir", "resume_from_checkpoint", "overwrite", "preset",
                        "generator_config", "d_channels") or key not in old:
                 continue
+            if key == "init_from" and value is None:  # not repeated on resume: inherited
+                continue
             if _json_normal(old[key]) != value:
                 if key in RESUME_ADJUSTABLE:
                     adjustable[key] = [old[key], value]
@@ -1014,8 +1039,9 @@ class GANTrainer:
         c = self.config
         acc = self.accelerator
         with self.own_output_dir():
-            if c.resume_from_checkpoint:
-                self.resume(c.resume_from_checkpoint)
+            if c.resume_from_checkpoint and not self.resume(c.resume_from_checkpoint) \
+                    and c.init_from:
+                self.load_init_weights()  # no checkpoint yet: the run starts from init_from
             if acc.is_main_process:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self.output_dir / "train_config.json", c.to_json() + "\n")
