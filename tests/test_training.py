@@ -360,13 +360,19 @@ from .test_metrics import inception_file  # noqa: E402,F401  (a random Inception
 
 
 def test_metrics_during_training_are_real_metrics(tmp_path, inception_file,  # noqa: F811
-                                                  monkeypatch):
-    """One real evaluation (at the end of the run) through pixelfold.metrics."""
+                                                  monkeypatch, caplog):
+    """One real evaluation (at the end of the run) through pixelfold.metrics, announced
+    before it starts (it takes minutes on a CPU)."""
+    import logging
+
     monkeypatch.setenv("PIXELFOLD_CACHE", str(tmp_path / "cache"))
     _write_images(tmp_path / "images")
     trainer = GANTrainer(_config(tmp_path, max_steps=2, metrics="fid,kid", metrics_num_gen=10,
                                  metrics_num_real=10, inception_weights=inception_file))
-    trainer.train()
+    with caplog.at_level(logging.INFO, logger="pixelfold.training.trainer"):
+        trainer.train()
+    said = [r.getMessage() for r in caplog.records if r.name == "pixelfold.training.trainer"]
+    assert any(m.startswith("step 2: computing fid, kid of 10 generated images") for m in said)
     run = tmp_path / "run"
     from pixelfold.training.evaluation import read_metrics_log
 
@@ -457,3 +463,14 @@ def test_a_full_disk_while_logging_metrics_loses_no_earlier_row(tmp_path, monkey
                            metrics_every_kimg=0.008)).train()
     rows = read_metrics_log(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [2]
+
+
+def test_metrics_none_turns_a_recipes_metrics_off():
+    """The quickstart evaluates at its end by default; ``--metrics none`` turns that off."""
+    from pixelfold.training.config import parse_args
+
+    defaults = _recipe_defaults("quickstart")
+    assert defaults.metrics == "fid,kid" and defaults.metrics_num_gen == 1000
+    assert parse_args(["--metrics", "none"], defaults).metrics is None
+    assert TrainConfig(metrics="None").metrics is None and TrainConfig(metrics="").metrics is None
+    assert parse_args([], defaults).metrics == "fid,kid"

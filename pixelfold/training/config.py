@@ -92,7 +92,8 @@ class TrainConfig:
         diffaugment_policy: DiffAugment's comma-separated policy.
         metrics: metrics of the EMA generator during training, comma-separated from
             [`TRAIN_METRICS`][pixelfold.training.evaluation.TRAIN_METRICS] (``"fid,kid"``;
-            ``None``: none). See [`TrainingMetrics`][pixelfold.training.evaluation.TrainingMetrics].
+            ``None`` or ``"none"``: none). See
+            [`TrainingMetrics`][pixelfold.training.evaluation.TrainingMetrics].
         metrics_every_kimg: evaluate every this many thousand images (``None``: with every
             checkpoint); always at the end of the run.
         metrics_num_gen: generated images per evaluation.
@@ -243,6 +244,8 @@ class TrainConfig:
         if self.metrics_every_kimg is not None and self.metrics_every_kimg <= 0:
             raise ConfigError(f"metrics_every_kimg must be positive, got "
                               f"{self.metrics_every_kimg!r}")
+        if isinstance(self.metrics, str) and self.metrics.strip().lower() in ("", "none"):
+            self.metrics = None  # --metrics none: a recipe's metrics turned off
         if self.metrics:
             from .evaluation import TrainingMetrics
 
@@ -413,7 +416,7 @@ def build_arg_parser(defaults: TrainConfig | None = None,
                    help="adaptive ADA: steps between adjustments of p")
     p.add_argument("--metrics", default=d.metrics, metavar="LIST",
                    help="metrics of the EMA generator during training, e.g. fid,kid "
-                        "(fid, kid, pr, is, ppl, fd-dinov2)")
+                        "(fid, kid, pr, is, ppl, fd-dinov2; 'none': no metrics)")
     p.add_argument("--metrics-every-kimg", type=_optional_float, default=d.metrics_every_kimg,
                    help="evaluate every N kimg ('none': with every checkpoint); always at the "
                         "end")

@@ -669,6 +669,10 @@ class GANTrainer:
         row = None
         if acc.is_main_process and self.evaluator is not None:
             started = time.perf_counter()
+            logger.info("step %d: computing %s of %d generated images (minutes on a CPU; the "
+                        "real images' features are cached after the first time)",
+                        self.state.step, ", ".join(self.evaluator.metrics),
+                        self.evaluator.num_gen)
             G = self.ema.module
             report = self.evaluator.evaluate(G, acc.device)
             row = self.evaluator.append(self.output_dir / "metrics.jsonl", step=self.state.step,
