@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -142,6 +143,19 @@ def official_key_map(num_stages: int, mapping_layers: int = 8) -> dict[str, str 
     return m
 
 
+
+def _check_keys(state: Mapping[str, Any], key_map: Mapping[str, Any], what: str) -> None:
+    """Refuse ``state`` keys that ``key_map`` does not know, and mapped keys it lacks
+    (``what``: the checkpoint part, for the message)."""
+    unknown = sorted(k for k in state if k not in key_map)
+    if unknown:
+        raise CheckpointError(f"unknown key(s) in {what}: {unknown[:10]}"
+                              + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else ""))
+    missing = sorted(k for k, v in key_map.items() if v is not None and k not in state)
+    if missing:
+        raise CheckpointError(f"{what} lacks key(s): {missing[:10]}"
+                              + (f" ... ({len(missing)} in all)" if len(missing) > 10 else ""))
+
 def load_official(
     path_or_state_dict: str | os.PathLike | Mapping,
     preset: str | None = None,
@@ -204,14 +218,7 @@ def load_official(
         model = Generator(spec)
     key_map = official_key_map(len(spec.stages), spec.mapping_layers)
 
-    unknown = sorted(k for k in state if k not in key_map)
-    if unknown:
-        raise CheckpointError(f"unknown key(s) in the {preset} checkpoint: {unknown[:10]}"
-                              + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else ""))
-    missing = sorted(k for k, v in key_map.items() if v is not None and k not in state)
-    if missing:
-        raise CheckpointError(f"the {preset} checkpoint lacks key(s): {missing[:10]}"
-                              + (f" ... ({len(missing)} in all)" if len(missing) > 10 else ""))
+    _check_keys(state, key_map, f"the {preset} checkpoint")
 
     expected_kernel = make_kernel([1, 3, 3, 1]) * 4
     ours = model.state_dict()
@@ -379,14 +386,7 @@ def load_official_discriminator(
         raise CheckpointError(f"the checkpoint's discriminator is for {spec.resolution}x"
                               f"{spec.resolution} images, not {resolution}x{resolution}")
     key_map = discriminator_key_map(len(spec.block_resolutions))
-    unknown = sorted(k for k in state if k not in key_map)
-    if unknown:
-        raise CheckpointError(f"unknown key(s) in the discriminator: {unknown[:10]}"
-                              + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else ""))
-    missing = sorted(k for k, v in key_map.items() if v is not None and k not in state)
-    if missing:
-        raise CheckpointError(f"the discriminator lacks key(s): {missing[:10]}"
-                              + (f" ... ({len(missing)} in all)" if len(missing) > 10 else ""))
+    _check_keys(state, key_map, "the discriminator")
     with torch.random.fork_rng(devices=[]):  # the weights are replaced: leave the RNG alone
         model = Discriminator(spec)
     expected_kernel = make_kernel(list(spec.blur_kernel))
