@@ -35,7 +35,12 @@ from .sources import (
     resolve_generated,
     resolve_real,
 )
-from .statistics import FeatureStatistics, StatisticsAccumulator, frechet_distance
+from .statistics import (
+    FeatureStatistics,
+    StatisticsAccumulator,
+    frechet_distance,
+    statistics_protocol,
+)
 from .weights import (
     DINOV2_WEIGHTS,
     MissingWeightsError,
@@ -275,17 +280,6 @@ def _check_dinov2_statistics(stats: FeatureStatistics, extractor: DinoV2Features
                          f"generated images are {resolution}x{resolution}")
 
 
-def _statistics_protocol(stats: FeatureStatistics, given: Any, side: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {f"{side}_statistics": str(given)
-                             if not isinstance(given, FeatureStatistics)
-                             else "FeatureStatistics"}
-    if not isinstance(given, FeatureStatistics):
-        entry[f"{side}_statistics_sha256"] = file_sha256(given)
-    entry[f"num_{side}"] = stats.num_images
-    entry[f"{side}_statistics_metadata"] = stats.metadata
-    return entry
-
-
 def compute_fd_dinov2(
     generator: GeneratedInput,
     real: RealInput,
@@ -364,7 +358,7 @@ def compute_fd_dinov2(
             if (resolution is not None or found is not None) else None
         _check_dinov2_statistics(gen, extractor, side, "generated")
         protocol["resolution"] = side
-        protocol.update(_statistics_protocol(gen, generator, "generated"))
+        protocol.update(statistics_protocol(gen, generator, "generated"))
     else:
         side = image_resolution(gen)
         protocol["resolution"] = side
@@ -374,7 +368,7 @@ def compute_fd_dinov2(
                              seed=seed)
     if isinstance(real_data, FeatureStatistics):
         _check_dinov2_statistics(real_data, extractor, side, "real")
-        protocol.update(_statistics_protocol(real_data, real, "real"))
+        protocol.update(statistics_protocol(real_data, real, "real"))
         real_mu, real_sigma = real_data.mu, real_data.sigma
     else:
         protocol.update(describe_real(real_data))

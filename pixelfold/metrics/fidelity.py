@@ -58,7 +58,12 @@ from .sources import (
     resolve_generated,
     resolve_real,
 )
-from .statistics import FeatureStatistics, feature_statistics, frechet_distance
+from .statistics import (
+    FeatureStatistics,
+    feature_statistics,
+    frechet_distance,
+    statistics_protocol,
+)
 from .weights import (
     INCEPTION_WEIGHTS,
     VGG16_WEIGHTS,
@@ -204,17 +209,6 @@ def _check_statistics_pair(gen: FeatureStatistics, real: FeatureStatistics) -> N
     if a and b and a != b:
         raise ValueError(f"the generated and real statistics were computed with different "
                          f"Inception weights (SHA-256 {a[:12]}... and {b[:12]}...)")
-
-
-def _statistics_entries(stats: FeatureStatistics, given: Any, side: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {f"{side}_statistics": str(given)
-                             if not isinstance(given, FeatureStatistics)
-                             else "FeatureStatistics"}
-    if not isinstance(given, FeatureStatistics):
-        entry[f"{side}_statistics_sha256"] = file_sha256(given)
-    entry[f"num_{side}"] = stats.num_images
-    entry[f"{side}_statistics_metadata"] = stats.metadata
-    return entry
 
 
 def _cache_name(real: RealImages, resolution: int, weights_sha: str) -> str:
@@ -399,13 +393,13 @@ def compute_metrics(
         protocol.update(gen.describe())
     elif gen_stats is not None:
         protocol["resolution"] = side
-        protocol.update(_statistics_entries(gen_stats, generator, "generated"))
+        protocol.update(statistics_protocol(gen_stats, generator, "generated"))
     else:
         protocol["resolution"] = side
         protocol.update(describe_real(gen, "generated"))
         protocol["generated_resize_filter"] = resize_filter
     if stats is not None:
-        protocol.update(_statistics_entries(stats, real, "real"))
+        protocol.update(statistics_protocol(stats, real, "real"))
     elif real_data is not None:
         protocol.update(describe_real(real_data))
         protocol["real_resize_filter"] = resize_filter

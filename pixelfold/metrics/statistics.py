@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..utils import DataError, NonFiniteError
+from .weights import file_sha256
 
 __all__ = [
     "FeatureStatistics",
@@ -32,6 +33,7 @@ __all__ = [
     "frechet_distance",
     "load_statistics",
     "save_statistics",
+    "statistics_protocol",
     "trace_sqrt_product",
 ]
 
@@ -278,3 +280,18 @@ def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
         return FeatureStatistics(mu=mu, sigma=sigma, **extra)
     except ValueError as exc:
         raise DataError(f"{path}: {exc}") from None
+
+
+def statistics_protocol(stats: FeatureStatistics, given: Any, side: str) -> dict[str, Any]:
+    """The protocol entries of statistics used as one ``side`` (``"generated"`` or
+    ``"real"``) of a metric: where they came from (``given``: a file path, or the
+    ``FeatureStatistics`` object itself), the file's SHA-256, the image count and the
+    metadata they were saved with."""
+    entry: dict[str, Any] = {f"{side}_statistics": str(given)
+                             if not isinstance(given, FeatureStatistics)
+                             else "FeatureStatistics"}
+    if not isinstance(given, FeatureStatistics):
+        entry[f"{side}_statistics_sha256"] = file_sha256(given)
+    entry[f"num_{side}"] = stats.num_images
+    entry[f"{side}_statistics_metadata"] = stats.metadata
+    return entry
