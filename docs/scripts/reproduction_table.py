@@ -29,6 +29,8 @@ PAPER = [
     ("pixelfolder-512", "–", "–", "–"),
     ("pixelfolder-256-fold-deconv", "29.41M", "86.53", "–"),
     ("pixelfolder-256-down-deconv", "29.21M", "89.38", "–"),
+    ("pixelfolder-256-fold-deconv-sc", "12.66M", "12.12", "–"),
+    ("pixelfolder-256-down-deconv-sc", "12.46M", "12.97", "–"),
 ]
 
 
