@@ -54,3 +54,29 @@ def readonly_dir(tmp_path):
         yield folder
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.fixture(scope="session")
+def lpips_files(tmp_path_factory) -> tuple[str, str]:
+    """Random LPIPS linear layers and a random VGG16 (the classifier, unused by LPIPS, is a
+    broadcast zero so that the file stays small)."""
+    import math
+
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("lpips")
+    gen = torch.Generator().manual_seed(0)
+    lins = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen)
+            for i, c in enumerate((64, 128, 256, 512, 512))}
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in torchvision.models.vgg16().state_dict().items()}
+    vgg = {}
+    for key, shape in shapes.items():
+        if key.startswith("features") and key.endswith("weight"):
+            fan_in = shape[1] * shape[2] * shape[3]
+            vgg[key] = torch.randn(shape, generator=gen) * math.sqrt(2 / fan_in)
+        else:
+            vgg[key] = torch.zeros(1).expand(shape)
+    torch.save(lins, folder / "lpips.pth")
+    torch.save(vgg, folder / "vgg16.pth")
+    return str(folder / "lpips.pth"), str(folder / "vgg16.pth")

@@ -69,29 +69,6 @@ def known(G) -> tuple[torch.Tensor, torch.Tensor]:
         return ws, G.synthesis(ws, noise_mode="const")
 
 
-@pytest.fixture(scope="module")
-def lpips_files(tmp_path_factory) -> tuple[str, str]:
-    """Random LPIPS linear layers and a random VGG16, as tests/test_metrics.py makes them."""
-    import torchvision
-
-    folder = tmp_path_factory.mktemp("lpips")
-    gen = torch.Generator().manual_seed(0)
-    lins = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen)
-            for i, c in enumerate((64, 128, 256, 512, 512))}
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in torchvision.models.vgg16().state_dict().items()}
-    vgg = {}
-    for key, shape in shapes.items():
-        if key.startswith("features") and key.endswith("weight"):
-            fan_in = shape[1] * shape[2] * shape[3]
-            vgg[key] = torch.randn(shape, generator=gen) * math.sqrt(2 / fan_in)
-        else:
-            vgg[key] = torch.zeros(1).expand(shape)
-    torch.save(lins, folder / "lpips.pth")
-    torch.save(vgg, folder / "vgg16.pth")
-    return str(folder / "lpips.pth"), str(folder / "vgg16.pth")
-
-
 @pytest.fixture
 def no_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
