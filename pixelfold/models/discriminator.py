@@ -26,8 +26,6 @@ runs its readable definition; the tests compare the two up to R1's parameter gra
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,10 +44,10 @@ from ..layers import (
 )
 from ..utils.errors import ConfigError
 from ..utils.memory import discriminator_values
+from ..utils.spec import SpecMixin, check_finite_fields, check_int, check_int_tuple
 from .generator import check_model_fits
 from .presets import PIXELFOLDER_CHANNELS
 from .pretrained import PretrainedMixin, apply_memory_format
-from .spec import check_finite_fields
 
 __all__ = ["DiscriminatorBlock", "DiscriminatorConv", "Discriminator", "DiscriminatorSpec"]
 
@@ -80,8 +78,7 @@ def _channel_table(value: Any) -> dict[int, int]:
             res = int(res)
         if not _is_pow2(res, 4):
             raise ConfigError(f"{where} keys must be powers of two >= 4, got {res!r}")
-        if not _is_int(ch) or ch < 1:
-            raise ConfigError(f"{where}[{res}] must be a positive integer, got {ch!r}")
+        check_int(ch, f"{where}[{res}]")
         if res in table:
             raise ConfigError(f"{where} lists resolution {res} twice")
         table[res] = ch
@@ -89,7 +86,7 @@ def _channel_table(value: Any) -> dict[int, int]:
 
 
 @dataclass
-class DiscriminatorSpec:
+class DiscriminatorSpec(SpecMixin):
     """A residual StyleGAN2 discriminator, as data.
 
     Args:
@@ -119,9 +116,7 @@ class DiscriminatorSpec:
             raise ConfigError(f"{where}: resolution must be a power of two >= 4, "
                              f"got {self.resolution!r}")
         for name in ("image_channels", "mbstd_group_size", "mbstd_num_channels"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
+            check_int(getattr(self, name), name, where=where)
         self.channels = _channel_table(self.channels)
         missing = [r for r in self.block_resolutions + (4,) if r not in self.channels]
         if missing:
@@ -132,56 +127,18 @@ class DiscriminatorSpec:
         if c4 % self.mbstd_num_channels:
             raise ConfigError(f"{where}: mbstd_num_channels must divide channels[4] = {c4}, "
                              f"got {self.mbstd_num_channels}")
-        kernel = self.blur_kernel
-        if isinstance(kernel, (list, tuple)):
-            kernel = tuple(kernel)
-        if (not isinstance(kernel, tuple) or not kernel
-                or any(not _is_int(v) or v < 1 for v in kernel)):
-            raise ConfigError(f"{where}: blur_kernel must be a non-empty sequence of positive "
-                             f"integers, got {self.blur_kernel!r}")
-        self.blur_kernel = kernel
+        self.blur_kernel = check_int_tuple(self.blur_kernel, "blur_kernel", where=where)
 
     @property
     def block_resolutions(self) -> tuple[int, ...]:
         """Input resolution of each residual block, ``(R, R/2, ..., 8)``."""
         return tuple(self.resolution >> i for i in range(int(math.log2(self.resolution)) - 2))
 
-    # ---- serialization ------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict; the channel table becomes ``[[res, ch], ...]`` pairs so
-        that its integer keys survive JSON."""
-        out = dataclasses.asdict(self)
-        out["channels"] = [[r, c] for r, c in self.channels.items()]
-        out["blur_kernel"] = list(self.blur_kernel)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorSpec:
-        """Inverse of [`to_dict`][pixelfold.models.discriminator.DiscriminatorSpec.to_dict].
-        Keys starting with ``_`` (metadata such as ``_class_name``) are ignored; other unknown
-        keys are an error naming them."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"DiscriminatorSpec.from_dict expects a dict, "
-                             f"got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in data if k not in known and not str(k).startswith("_"))
-        if unknown:
-            raise ConfigError(f"DiscriminatorSpec: unknown field(s) {unknown}")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_json(self, indent: int = 2) -> str:
-        """JSON text of [`to_dict`][pixelfold.models.discriminator.DiscriminatorSpec.to_dict]."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str) -> DiscriminatorSpec:
-        """Parse the JSON text of
-        [`to_json`][pixelfold.models.discriminator.DiscriminatorSpec.to_json]."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"DiscriminatorSpec.from_json: invalid JSON ({exc})") from None
-        return cls.from_dict(data)
+    def _field_to_json(self, name: str, value: Any) -> Any:
+        # the channel table as [[res, ch], ...] pairs, so that its integer keys survive JSON
+        if name == "channels":
+            return [[r, c] for r, c in value.items()]
+        return super()._field_to_json(name, value)
 
 
 def _blur_padding(blur_taps: int, kernel_size: int, factor: int = 2) -> tuple[int, int]:

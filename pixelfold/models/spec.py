@@ -24,15 +24,19 @@ features and then into RGB:
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from ..utils.errors import ConfigError
+from ..utils.spec import (
+    SpecMixin,
+    check_bool,
+    check_choice,
+    check_finite_fields,
+    check_int,
+    check_int_tuple,
+    check_number,
+)
 
 __all__ = [
     "GeneratorSpec",
@@ -50,57 +54,12 @@ ReduceMode = Literal["fold", "avgpool"]
 RGBMode = Literal["skip", "sum"]
 InputLayer = Literal["conv", "modconv"]
 
-_MERGE = ("concat", "add", "none")
-_GROW = ("unfold", "deconv", "nearest", "none")
-_REDUCE = ("fold", "avgpool")
-_RGB = ("skip", "sum")
-_INPUT = ("conv", "modconv")
+CHANNEL_ORDERS = ("pixelfolder", "pixel_shuffle")
+"""The channel layouts of pixel folding (see [`PixelFold`][pixelfold.layers.PixelFold])."""
 
 
 def _err(where: str, name: str, message: str) -> ConfigError:
     return ConfigError(f"{where}: {name} {message}")
-
-
-def _non_finite(value: Any) -> bool:
-    """Whether ``value`` is, or holds (in a list, tuple or dict), a NaN or infinite float."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return any(_non_finite(v) for v in value)
-    if isinstance(value, Mapping):
-        return any(_non_finite(v) for v in value.values())
-    return False
-
-
-def check_finite_fields(where: str, obj: Any) -> None:
-    """Raise a ``pixelfold.utils.ConfigError`` naming the first field of the dataclass ``obj``
-    that is or holds a NaN or infinite number (JSON files may spell them ``NaN`` and
-    ``Infinity``): no field of a spec means anything with them."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if not f.name.startswith("_") and _non_finite(value):
-            raise _err(where, f.name, f"must be finite, got {value!r}")
-
-
-def _pos_float(where: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or not math.isfinite(value):
-        raise _err(where, name, f"must be a finite positive number, got {value!r}")
-    return value
-
-
-def _pos_int(where: str, name: str, value: Any, *, zero_ok: bool = False) -> int:
-    low = 0 if zero_ok else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        kind = "a non-negative" if zero_ok else "a positive"
-        raise _err(where, name, f"must be {kind} integer, got {value!r}")
-    return value
-
-
-def _choice(where: str, name: str, value: Any, options: Sequence[str]) -> str:
-    if value not in options:
-        raise _err(where, name, f"must be one of {tuple(options)}, got {value!r}")
-    return value
 
 
 def _resolution(where: str, value: Any) -> tuple[int, int]:
@@ -112,22 +71,8 @@ def _resolution(where: str, value: Any) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-def _int_tuple(where: str, name: str, value: Any, *, allow_empty: bool) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,)
-    if not isinstance(value, (tuple, list)):
-        raise _err(where, name, f"must be a sequence of positive integers, got {value!r}")
-    out = tuple(value)
-    if not allow_empty and not out:
-        raise _err(where, name, "must not be empty")
-    for v in out:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise _err(where, name, f"must hold positive integers, got {value!r}")
-    return out
-
-
 @dataclass
-class StageSpec:
+class StageSpec(SpecMixin):
     """One stage of a pixel-regression generator.
 
     Args:
@@ -162,7 +107,7 @@ class StageSpec:
             (``mid * reduce_factor²`` before an unfold). For example ``grow="deconv"`` with
             ``mid_channels = block / 4`` is the paper's *shape-consistent* DeConv: the
             transposed ModConv outputs the tensor an unfold would. Left out of
-            [`to_dict`][pixelfold.models.StageSpec.to_dict] when empty, so the configs of
+            [`to_dict`][pixelfold.utils.spec.SpecMixin.to_dict] when empty, so the configs of
             specs that do not use it are unchanged.
     """
 
@@ -183,34 +128,32 @@ class StageSpec:
     noise: bool = True
     mid_channels: tuple[int, ...] = ()
 
+    omit_if_default: ClassVar[tuple[str, ...]] = ("mid_channels",)
+
     def __post_init__(self) -> None:
         where = "StageSpec"
         check_finite_fields(where, self)
         self.resolution = _resolution(where, self.resolution)
-        self.block_channels = _int_tuple(where, "block_channels", self.block_channels,
-                                         allow_empty=False)
-        self.input_channels = _int_tuple(where, "input_channels", self.input_channels,
-                                         allow_empty=True)
-        self.mid_channels = _int_tuple(where, "mid_channels", self.mid_channels,
-                                       allow_empty=True)
+        self.block_channels = check_int_tuple(self.block_channels, "block_channels",
+                                              where=where)
+        self.input_channels = check_int_tuple(self.input_channels, "input_channels",
+                                              where=where, allow_empty=True)
+        self.mid_channels = check_int_tuple(self.mid_channels, "mid_channels", where=where,
+                                            allow_empty=True)
         if self.mid_channels and len(self.mid_channels) != len(self.block_channels):
             raise _err(where, "mid_channels",
                        f"needs one width per block ({len(self.block_channels)}) or none, got "
                        f"{list(self.mid_channels)} for block_channels "
                        f"{list(self.block_channels)}")
-        _pos_int(where, "fourier_channels", self.fourier_channels, zero_ok=True)
-        _pos_int(where, "coord_embedding_channels", self.coord_embedding_channels, zero_ok=True)
-        _pos_int(where, "reduce_steps", self.reduce_steps, zero_ok=True)
-        _pos_int(where, "reduce_factor", self.reduce_factor)
-        _pos_int(where, "kernel_size", self.kernel_size)
-        _choice(where, "input_layer", self.input_layer, _INPUT)
-        _choice(where, "reduce", self.reduce, _REDUCE)
-        _choice(where, "merge", self.merge, _MERGE)
-        _choice(where, "grow", self.grow, _GROW)
-        _choice(where, "rgb", self.rgb, _RGB)
+        for name in ("fourier_channels", "coord_embedding_channels", "reduce_steps"):
+            check_int(getattr(self, name), name, where=where, low=0)
+        for name in ("reduce_factor", "kernel_size"):
+            check_int(getattr(self, name), name, where=where)
+        for name, kind in (("input_layer", InputLayer), ("reduce", ReduceMode),
+                           ("merge", MergeMode), ("grow", GrowMode), ("rgb", RGBMode)):
+            check_choice(getattr(self, name), name, get_args(kind), where=where)
         for name in ("fourier_learned", "noise"):
-            if not isinstance(getattr(self, name), bool):
-                raise _err(where, name, f"must be a bool, got {getattr(self, name)!r}")
+            check_bool(getattr(self, name), name, where=where)
         if self.kernel_size % 2 == 0:
             raise _err(where, "kernel_size", f"must be odd, got {self.kernel_size}")
         if self.fourier_channels == 0 and self.coord_embedding_channels == 0:
@@ -284,32 +227,9 @@ class StageSpec:
         n_in = len(self.input_channels) if self.input_layer == "modconv" else 0
         return n_in + 2 * len(self.block_channels)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (tuples become lists); ``mid_channels`` only when set."""
-        out = dataclasses.asdict(self)
-        if not self.mid_channels:
-            del out["mid_channels"]
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = list(value)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StageSpec:
-        """Inverse of [`to_dict`][pixelfold.models.StageSpec.to_dict]; unknown keys are an
-        error naming them."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"StageSpec.from_dict expects a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known, key=str)
-        if unknown:
-            raise ConfigError(f"StageSpec: unknown field(s) {unknown}")
-        _require(cls, data, "StageSpec")
-        return cls(**data)
-
 
 @dataclass
-class GeneratorSpec:
+class GeneratorSpec(SpecMixin):
     """A multi-stage pixel-regression generator, as data.
 
     Args:
@@ -358,18 +278,16 @@ class GeneratorSpec:
             converted.append(st)
         self.stages = tuple(converted)
         for name in ("z_dim", "w_dim", "mapping_layers", "image_channels"):
-            _pos_int(where, name, getattr(self, name))
+            check_int(getattr(self, name), name, where=where)
         if self.image_channels != 3:
             raise _err(where, "image_channels", f"must be 3 (RGB): grayscale and RGBA "
                        f"generators are not supported yet, got {self.image_channels}")
-        _pos_float(where, "mapping_lr_mul", self.mapping_lr_mul)
-        if isinstance(self.w_avg_beta, bool) or not isinstance(self.w_avg_beta, (int, float)) \
-                or not 0 <= self.w_avg_beta < 1:
-            raise _err(where, "w_avg_beta", f"must be in [0, 1), got {self.w_avg_beta!r}")
+        check_number(self.mapping_lr_mul, "mapping_lr_mul", where=where, low=0, low_open=True)
+        check_number(self.w_avg_beta, "w_avg_beta", where=where, low=0, high=1, high_open=True)
         if self.name is not None and not isinstance(self.name, str):
             raise _err(where, "name", f"must be a string or None, got {self.name!r}")
-        _choice(where, "channel_order", self.channel_order, ("pixelfolder", "pixel_shuffle"))
-        self.blur_kernel = _int_tuple(where, "blur_kernel", self.blur_kernel, allow_empty=False)
+        check_choice(self.channel_order, "channel_order", CHANNEL_ORDERS, where=where)
+        self.blur_kernel = check_int_tuple(self.blur_kernel, "blur_kernel", where=where)
         self._validate_chain()
 
     def _validate_chain(self) -> None:
@@ -432,80 +350,6 @@ class GeneratorSpec:
             return st.reduced_channels
         return self.stages[index - 1].block_channels[-1]
 
-    # ---- serialization ------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict; nested stages become dicts, tuples lists."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "stages":
-                value = [st.to_dict() for st in value]
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeneratorSpec:
-        """Inverse of [`to_dict`][pixelfold.models.GeneratorSpec.to_dict]. Keys starting with
-        ``_`` (metadata such as ``_class_name``) are ignored; other unknown keys are an error
-        naming them."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"GeneratorSpec.from_dict expects a dict, "
-                              f"got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted((k for k in data if k not in known and not str(k).startswith("_")),
-                         key=str)
-        if unknown:
-            raise ConfigError(f"GeneratorSpec: unknown field(s) {unknown}")
-        if "stages" not in data:
-            raise ConfigError("GeneratorSpec: missing field 'stages'")
-        kwargs = {k: v for k, v in data.items() if k in known}
-        stages = []
-        for i, st in enumerate(_stage_list(data["stages"])):
-            try:
-                stages.append(st if isinstance(st, StageSpec) else StageSpec.from_dict(st))
-            except ValueError as exc:
-                raise ConfigError(f"stage {i}: {exc}") from None
-        kwargs["stages"] = tuple(stages)
-        return cls(**kwargs)
-
-    def to_json(self, indent: int = 2) -> str:
-        """JSON text of [`to_dict`][pixelfold.models.GeneratorSpec.to_dict]."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text_or_path: str | Path) -> GeneratorSpec:
-        """Parse JSON text, or read a ``.json`` file, into a spec.
-
-        Raises:
-            FileNotFoundError: no such file.
-            ConfigError: invalid JSON or an invalid spec; the message names the file (when
-                one was read) and the field.
-        """
-        text = str(text_or_path)
-        source = "GeneratorSpec.from_json"
-        if isinstance(text_or_path, Path) or (not text.lstrip().startswith("{")
-                                              and text.endswith(".json")):
-            path = Path(text_or_path)
-            if path.is_dir():
-                raise ConfigError(f"{path} is a folder, not a generator config (.json) file")
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                raise ConfigError(f"{path} is not a UTF-8 text (JSON) file") from None
-            source = str(path)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: invalid JSON ({exc})") from None
-        try:
-            return cls.from_dict(data)
-        except (ValueError, TypeError) as exc:
-            if source == "GeneratorSpec.from_json":
-                raise
-            raise ConfigError(f"{source}: {exc}") from None
-
     def summary(self) -> str:
         """A short human-readable description of the stages."""
         lines = [f"GeneratorSpec {self.name or ''}: {self.resolution[0]}x{self.resolution[1]}, "
@@ -520,21 +364,3 @@ class GeneratorSpec:
                 + f") -> {st.output_resolution[0]}x{st.output_resolution[1]}"
             )
         return "\n".join(lines)
-
-
-def _stage_list(value: Any) -> list[Any]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"GeneratorSpec: stages must be a non-empty list, got {value!r}"
-                          if isinstance(value, (list, tuple)) else
-                          f"GeneratorSpec: stages must be a list, got {type(value).__name__}")
-    return list(value)
-
-
-def _require(cls: type, data: Mapping[str, Any], where: str) -> None:
-    """A ConfigError naming the fields of the dataclass ``cls`` without a default that
-    ``data`` lacks (instead of the TypeError of calling ``cls(**data)``)."""
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-               and f.name not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing field(s) {missing}")

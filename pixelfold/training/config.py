@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..utils.errors import ConfigError
+from ..utils.spec import SpecMixin, check_bool, check_choice, check_int, check_number, field_docs
 
 __all__ = ["REPORT_TO", "RESUME_ADJUSTABLE", "TrainConfig", "build_arg_parser", "parse_args",
            "tracker_names"]
@@ -20,12 +19,14 @@ REPORT_TO = {"tensorboard": ("tensorboard",), "wandb": ("wandb",),
 """The values of ``report_to`` and the Accelerate trackers each one logs to."""
 
 
+MIXED_PRECISION = ("no", "bf16", "fp16")
+"""The values of ``mixed_precision`` (Accelerate's)."""
+
+
 def tracker_names(report_to: str) -> tuple[str, ...]:
     """The Accelerate trackers of a ``report_to`` value (``"all"``: TensorBoard and Weights &
     Biases; ``"none"``: none)."""
-    if report_to not in REPORT_TO:
-        raise ConfigError(f"report_to must be one of {', '.join(REPORT_TO)}, got {report_to!r}")
-    return REPORT_TO[report_to]
+    return REPORT_TO[check_choice(report_to, "report_to", REPORT_TO)]
 
 RESUME_ADJUSTABLE = frozenset({
     "dataset", "image_column", "split", "max_steps", "kimg", "lr", "betas", "r1_gamma",
@@ -45,7 +46,7 @@ refused."""
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(SpecMixin):
     """Everything a training run needs. Defaults are the PixelFolder authors' settings
     (their released training code): Adam lr 0.002, betas (0, 0.99), lazy R1 gamma 10 every 16
     D steps, no path length regularization, no style mixing, EMA half-life 10 kimg, batch 64
@@ -61,14 +62,14 @@ class TrainConfig:
         resolution: training resolution (must equal the generator's).
         preset: generator preset name.
         generator_config: path to a generator ``config.json`` (overrides ``preset``).
-        d_channels: discriminator width by resolution, e.g. ``{32: 64, 16: 64, 8: 64, 4: 64}``
-            (``None``: the StyleGAN2 table).
+        d_channels: discriminator width by resolution, e.g. ``{32: 64, 16: 64, 8: 64, 4: 64}``,
+            on the command line ``32:64,16:64,8:64,4:64`` (``None``: the StyleGAN2 table).
         batch_size: images per device per optimizer step (before accumulation).
         gradient_accumulation_steps: micro-batches per optimizer step.
         max_steps: optimizer steps to run (``kimg`` wins when set).
         kimg: thousands of real images to show the discriminator.
         lr: Adam learning rate of both networks (before the lazy-regularization correction).
-        betas: Adam betas.
+        betas: Adam betas (on the command line ``0,0.99``).
         r1_gamma: R1 weight, or ``"auto"``: NVlabs' heuristic ``0.0002 * resolution² /
             total batch`` (StyleGAN2-ADA's ``--gamma`` default; 0.0064 at 32x32 with 32
             images per step, 8.2 at 256x256 with 8).
@@ -198,52 +199,32 @@ class TrainConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        def positive(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
+        optional = ("kimg", "ema_rampup", "augment_p", "metrics_every_kimg")
         for name in ("kimg", "lr", "r1_gamma", "pl_weight", "style_mixing_prob", "ema_kimg",
                      "ema_rampup", "augment_p", "ada_target", "ada_kimg", "metrics_every_kimg"):
-            value = getattr(self, name)
-            if value is None and name in ("kimg", "ema_rampup", "augment_p",
-                                          "metrics_every_kimg"):
-                continue
-            if value == "auto" and name in ("r1_gamma", "ema_kimg"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            check_number(getattr(self, name), name, optional=name in optional,
+                         words=("auto",) if name in ("r1_gamma", "ema_kimg") else ())
         betas = tuple(self.betas)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1
                                       for b in betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-
         for name in ("resolution", "batch_size", "gradient_accumulation_steps", "max_steps",
                      "d_reg_interval", "g_reg_interval", "checkpointing_steps", "sample_every",
-                     "num_samples", "log_every"):
-            positive(name)
+                     "num_samples", "log_every", "ada_interval", "metrics_num_gen",
+                     "metrics_num_real"):
+            check_int(getattr(self, name), name)
+        check_int(self.num_workers, "num_workers", low=0)
+        check_int(self.checkpoints_total_limit, "checkpoints_total_limit", optional=True)
+        check_int(self.jpeg_quality, "jpeg_quality", high=100, optional=True)
+        check_int(self.seed, "seed", low=0, high=2**32 - 1)  # NumPy's seed range
         if self.resolution & (self.resolution - 1):
             raise ConfigError(f"resolution must be a power of two, got {self.resolution}")
-        if self.kimg is not None and self.kimg <= 0:
-            raise ConfigError(f"kimg must be positive, got {self.kimg!r}")
-        if not 0.0 <= self.style_mixing_prob <= 1.0:
-            raise ConfigError(f"style_mixing_prob must be in [0, 1], got "
-                              f"{self.style_mixing_prob}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ConfigError(f"mixed_precision must be 'no', 'bf16' or 'fp16', "
-                              f"got {self.mixed_precision!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        for name in ("kimg", "lr", "ema_rampup", "ada_kimg", "metrics_every_kimg"):
+            check_number(getattr(self, name), name, low=0, low_open=True, optional=True)
         for name in ("r1_gamma", "pl_weight", "ema_kimg"):
-            if getattr(self, name) != "auto" and getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        positive("ada_interval")
-        positive("metrics_num_gen")
-        positive("metrics_num_real")
-        if self.metrics_every_kimg is not None and self.metrics_every_kimg <= 0:
-            raise ConfigError(f"metrics_every_kimg must be positive, got "
-                              f"{self.metrics_every_kimg!r}")
+            check_number(getattr(self, name), name, low=0, words=("auto",))
+        check_number(self.style_mixing_prob, "style_mixing_prob", low=0, high=1)
+        check_choice(self.mixed_precision, "mixed_precision", MIXED_PRECISION)
         if isinstance(self.metrics, str) and self.metrics.strip().lower() in ("", "none"):
             self.metrics = None  # --metrics none: a recipe's metrics turned off
         if self.metrics:
@@ -256,21 +237,14 @@ class TrainConfig:
                                   "--streaming data")
         elif self.best_metric is not None:
             raise ConfigError(f"--best-metric {self.best_metric} needs --metrics")
-        if self.ada_kimg <= 0:
-            raise ConfigError(f"ada_kimg must be positive, got {self.ada_kimg!r}")
         from .augment import build_augment
 
         build_augment(self.augment, p=self.augment_p, target=self.ada_target,
                       ada_kimg=self.ada_kimg, interval=self.ada_interval, batch_total=1,
                       policy=self.diffaugment_policy)  # the checks, with their messages
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
-                or self.num_workers < 0:
-            raise ConfigError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
         from .data import RESIZE_FILTERS
 
-        if self.resize_filter not in RESIZE_FILTERS:
-            raise ConfigError(f"resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got "
-                              f"{self.resize_filter!r}")
+        check_choice(self.resize_filter, "resize_filter", RESIZE_FILTERS)
         blocks = self.resolution.bit_length() - 3  # D's residual blocks: resolution .. 8
         if isinstance(self.freeze_d, bool) or not isinstance(self.freeze_d, int) \
                 or not 0 <= self.freeze_d <= blocks:
@@ -283,13 +257,6 @@ class TrainConfig:
                               f"learn)")
         if self.init_from is not None and not str(self.init_from).strip():
             raise ConfigError("init_from is empty: give a model folder, checkpoint or .pt file")
-        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
-            raise ConfigError(f"checkpoints_total_limit must be >= 1, got "
-                              f"{self.checkpoints_total_limit}")
-        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
-        if self.ema_rampup is not None and self.ema_rampup <= 0:
-            raise ConfigError(f"ema_rampup must be positive or None, got {self.ema_rampup!r}")
         if not self.generator_config:
             from ..models import presets
 
@@ -297,6 +264,8 @@ class TrainConfig:
                 raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
                                   f"{', '.join(presets.names())}")
         tracker_names(self.report_to)
+        for name in ("streaming", "hflip", "cudnn_benchmark", "progress_bar", "overwrite"):
+            check_bool(getattr(self, name), name)
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.d_channels is not None:
             self.d_channels = {int(k): int(v) for k, v in self.d_channels.items()}
@@ -312,18 +281,6 @@ class TrainConfig:
         if self.ema_kimg == "auto":
             return batch_total * 10 / 32
         return float(self.ema_kimg)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable form."""
-        data = dataclasses.asdict(self)
-        data["betas"] = list(self.betas)
-        if self.d_channels is not None:
-            data["d_channels"] = {str(k): v for k, v in self.d_channels.items()}
-        return data
-
-    def to_json(self) -> str:
-        """JSON text of [`to_dict`][pixelfold.training.config.TrainConfig.to_dict]."""
-        return json.dumps(self.to_dict(), indent=2)
 
 
 def _d_channels(text: str) -> dict[int, int]:
@@ -362,106 +319,53 @@ def _betas(text: str) -> tuple[float, float]:
     return b1, b2
 
 
+_PARSERS: dict[str, Any] = {
+    "int": int, "float": float, "str": str, "str | None": str,
+    "int | None": _optional_int, "float | None": _optional_float, "float | str": _float_or_auto,
+    "tuple[float, float]": _betas, "dict[int, int] | None": _d_channels,
+}
+"""How the command line reads a value of each field type of ``TrainConfig``."""
+
+_METAVARS = {"d_channels": "RES:CH,...", "betas": "B1,B2", "metrics": "LIST",
+             "init_from": "MODEL", "freeze_d": "N", "inception_weights": "PATH",
+             "vgg16_weights": "PATH", "lpips_weights": "PATH", "dinov2_weights": "PATH"}
+
+
+def _choices() -> dict[str, Sequence[str]]:
+    """The fields whose values are a fixed list, from the modules that define the lists."""
+    from .augment import AUGMENT_KINDS
+    from .data import RESIZE_FILTERS
+
+    return {"augment": AUGMENT_KINDS, "resize_filter": tuple(RESIZE_FILTERS),
+            "mixed_precision": MIXED_PRECISION, "report_to": tuple(REPORT_TO)}
+
+
 def build_arg_parser(defaults: TrainConfig | None = None,
                      description: str | None = None,
                      prog: str | None = None) -> argparse.ArgumentParser:
-    """The shared recipe command line, with ``defaults`` shown and used."""
+    """The recipe command line, generated from [`TrainConfig`][pixelfold.training.TrainConfig]:
+    one flag per field (``batch_size`` is ``--batch-size``; a bool is ``--x`` / ``--no-x``),
+    its help the field's description in ``TrainConfig``'s docstring, its default taken from
+    ``defaults`` and shown, plus ``--debug``. An optional number is turned off with ``none``
+    (``--jpeg-quality none``)."""
     d = defaults or TrainConfig()
     p = argparse.ArgumentParser(prog=prog,
                                 description=description or "Train a pixelfold generator.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--output-dir", default=d.output_dir)
-    p.add_argument("--dataset", default=d.dataset,
-                   help="Hub id, image folder, saved dataset folder, or 'digits'")
-    p.add_argument("--image-column", default=d.image_column)
-    p.add_argument("--split", default=d.split)
-    p.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=d.streaming)
-    p.add_argument("--resolution", type=int, default=d.resolution)
-    p.add_argument("--preset", default=d.preset, help="generator preset")
-    p.add_argument("--generator-config", default=d.generator_config,
-                   help="generator config.json (overrides --preset)")
-    p.add_argument("--d-channels", type=_d_channels, default=d.d_channels,
-                   help="discriminator widths as RES:CH,RES:CH,...")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per device")
-    p.add_argument("--gradient-accumulation-steps", type=int,
-                   default=d.gradient_accumulation_steps)
-    p.add_argument("--max-steps", type=int, default=d.max_steps)
-    p.add_argument("--kimg", type=float, default=d.kimg,
-                   help="thousands of real images to train on (overrides --max-steps)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--betas", type=_betas, default=d.betas, metavar="B1,B2",
-                   help="Adam betas, e.g. 0,0.99")
-    p.add_argument("--r1-gamma", type=_float_or_auto, default=d.r1_gamma,
-                   help="R1 weight, or 'auto': 0.0002 * resolution^2 / total batch (NVlabs)")
-    p.add_argument("--d-reg-interval", type=int, default=d.d_reg_interval)
-    p.add_argument("--g-reg-interval", type=int, default=d.g_reg_interval,
-                   help="G's lazy interval for its Adam correction")
-    p.add_argument("--pl-weight", type=float, default=d.pl_weight)
-    p.add_argument("--style-mixing-prob", type=float, default=d.style_mixing_prob)
-    p.add_argument("--ema-kimg", type=_float_or_auto, default=d.ema_kimg,
-                   help="EMA half-life in kimg, or 'auto': total batch * 10 / 32 (NVlabs)")
-    p.add_argument("--ema-rampup", type=_optional_float, default=d.ema_rampup,
-                   help="EMA ramp-up ratio (NVlabs), 'none' for off")
-    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=d.hflip)
-    p.add_argument("--augment", default=d.augment, choices=["none", "ada", "diffaugment"],
-                   help="augmentation of every image D sees: ADA (adaptive unless --augment-p) "
-                        "or DiffAugment")
-    p.add_argument("--augment-p", type=_optional_float, default=d.augment_p,
-                   help="a fixed ADA strength in [0, 1] ('none': adaptive)")
-    p.add_argument("--ada-target", type=float, default=d.ada_target,
-                   help="adaptive ADA's target for r_t = E[sign(D(real))]")
-    p.add_argument("--ada-kimg", type=float, default=d.ada_kimg,
-                   help="adaptive ADA: kimg for p to go from 0 to 1")
-    p.add_argument("--ada-interval", type=int, default=d.ada_interval,
-                   help="adaptive ADA: steps between adjustments of p")
-    p.add_argument("--metrics", default=d.metrics, metavar="LIST",
-                   help="metrics of the EMA generator during training, e.g. fid,kid "
-                        "(fid, kid, pr, is, ppl, fd-dinov2; 'none': no metrics)")
-    p.add_argument("--metrics-every-kimg", type=_optional_float, default=d.metrics_every_kimg,
-                   help="evaluate every N kimg ('none': with every checkpoint); always at the "
-                        "end")
-    p.add_argument("--metrics-num-gen", type=int, default=d.metrics_num_gen,
-                   help="generated images per evaluation")
-    p.add_argument("--metrics-num-real", type=int, default=d.metrics_num_real,
-                   help="real images at most")
-    p.add_argument("--best-metric", default=d.best_metric,
-                   help="the value that picks generator_ema-best/ (default: the first metric's)")
-    for name in ("inception", "vgg16", "lpips", "dinov2"):
-        p.add_argument(f"--{name}-weights", default=getattr(d, f"{name}_weights"),
-                       metavar="PATH", help=f"local {name} weights file for the metrics "
-                                            f"(offline use)")
-    p.add_argument("--diffaugment-policy", default=d.diffaugment_policy,
-                   help="DiffAugment's policy: color, translation, cutout, comma-separated")
-    p.add_argument("--resize-filter", default=d.resize_filter,
-                   choices=["box", "bilinear", "bicubic", "lanczos", "nearest"])
-    p.add_argument("--jpeg-quality", type=_optional_int, default=d.jpeg_quality)
-    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "bf16", "fp16"])
-    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction,
-                   default=d.cudnn_benchmark)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--checkpointing-steps", type=int, default=d.checkpointing_steps)
-    p.add_argument("--checkpoints-total-limit", type=_optional_int,
-                   default=d.checkpoints_total_limit)
-    p.add_argument("--resume-from-checkpoint", default=d.resume_from_checkpoint,
-                   help="'latest' or a checkpoint folder")
-    p.add_argument("--init-from", default=d.init_from, metavar="MODEL",
-                   help="fine-tune: start from the weights of a save_pretrained generator "
-                        "folder (and its discriminator/), a training checkpoint or run folder, "
-                        "or an authors' .pt (fresh optimizers and step count)")
-    p.add_argument("--freeze-d", type=int, default=d.freeze_d, metavar="N",
-                   help="FreezeD: freeze D's from-RGB layer and first N residual blocks, "
-                        "counted from the image (needs --init-from)")
-    p.add_argument("--sample-every", type=int, default=d.sample_every)
-    p.add_argument("--num-samples", type=int, default=d.num_samples)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--num-workers", type=int, default=d.num_workers)
-    p.add_argument("--report-to", default=d.report_to, choices=list(REPORT_TO),
-                   help="trackers: tensorboard, wandb (pip install wandb), all (both) or none; "
-                        "metrics.jsonl is written in any case (default: %(default)s)")
-    p.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=d.progress_bar)
-    p.add_argument("--overwrite", action="store_true", default=d.overwrite,
-                   help="start afresh in an --output-dir that holds another run, removing its "
-                        "checkpoints, samples, logs and generator_ema/")
+    docs = field_docs(TrainConfig)
+    choices = _choices()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = docs.get(f.name, "").replace("%", "%%")
+        default = getattr(d, f.name)
+        if f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                           help=help_text)
+            continue
+        if f.type not in _PARSERS:  # a new field type needs a reader above
+            raise TypeError(f"TrainConfig.{f.name}: no command-line reader for type {f.type}")
+        p.add_argument(flag, type=_PARSERS[f.type], default=default, help=help_text,
+                       choices=choices.get(f.name), metavar=_METAVARS.get(f.name))
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of every error (also PIXELFOLD_DEBUG=1)")
     return p
