@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.spec import check_int
 from .activation import BiasLeakyReLU, bias_leaky_relu
 from .checks import check_input
 from .conv import conv2d
@@ -17,12 +18,6 @@ from .ops import resolve_impl
 from .upfirdn import Blur
 
 __all__ = ["EqualConv2d", "EqualLinear"]
-
-
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -82,8 +77,8 @@ class EqualLinear(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _positive("in_features", in_features)
-        _positive("out_features", out_features)
+        check_int(in_features, "in_features")
+        check_int(out_features, "out_features")
         if activation not in (None, "lrelu"):
             raise ValueError(f"activation must be None or 'lrelu', got {activation!r}")
         if lr_mul <= 0:
@@ -154,10 +149,9 @@ class EqualConv2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _positive("in_channels", in_channels)
-        _positive("out_channels", out_channels)
-        _positive("kernel_size", kernel_size)
-        _positive("stride", stride)
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("kernel_size", kernel_size), ("stride", stride)):
+            check_int(value, name)
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding!r}")
         self.in_channels = in_channels

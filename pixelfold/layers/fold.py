@@ -24,6 +24,8 @@ from einops import rearrange
 from einops.layers.torch import Rearrange
 from torch import nn
 
+from ..utils.spec import check_int
+
 __all__ = [
     "ChannelOrder",
     "PixelFold",
@@ -51,9 +53,7 @@ def _check_order(channel_order: str) -> str:
 
 
 def _check_factor(factor: int) -> int:
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}")
-    return factor
+    return check_int(factor, "factor")
 
 
 def fold_pattern(channel_order: ChannelOrder = "pixelfolder") -> str:

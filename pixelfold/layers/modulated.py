@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..utils.spec import check_int
 from .activation import BiasLeakyReLU
 from .checks import check_input
 from .equalized import EqualLinear
@@ -156,8 +157,7 @@ class ModulatedConv2d(nn.Module):
             raise ValueError(f"up must be 1 or 2, got {up!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("style_dim", style_dim), ("kernel_size", kernel_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(value, name)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd to keep the resolution, got {kernel_size}")
         _check_path(path)

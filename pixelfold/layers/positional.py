@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.spec import check_int
+
 __all__ = ["EMBEDDING_PADDINGS", "CoordinateEmbedding", "CoordinateWindow", "FourierFeatures",
            "coordinate_grid"]
 
@@ -44,8 +46,7 @@ def coordinate_grid(
     """
     width = height if width is None else width
     for name, value in (("height", height), ("width", width), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"coordinate_grid {name} must be a positive integer, got {value!r}")
+        check_int(value, name, where="coordinate_grid")
     dtype = dtype or torch.get_default_dtype()
     xs = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
     ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)

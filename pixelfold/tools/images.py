@@ -38,6 +38,7 @@ from ..layers import CoordinateWindow
 from ..models import Generator, style_mix
 from ..utils.errors import ConfigError, NonFiniteError
 from ..utils.memory import check_fits, generator_batch_bytes
+from ..utils.spec import check_int
 from ..utils.tensors import module_tensors, non_finite
 from .latents import WLatents, lerp, seed_latents, slerp
 
@@ -64,8 +65,7 @@ copy and 4 of the RGBA-backed figure canvas, rounded up."""
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int(batch_size, "batch_size")
 
 
 def check_batch_memory(G: Generator, batch_size: int, count: int | None = None) -> None:
