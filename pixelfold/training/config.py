@@ -58,9 +58,18 @@ class TrainConfig:
         image_column: image column of the dataset (auto-detected when ``None``).
         split: dataset split.
         streaming: stream the dataset.
-        resolution: training resolution (must equal the generator's).
+        resolution: training resolution: one side (a square, which must equal the generator's)
+            or ``(height, width)`` (``"HxW"`` on the command line). A rectangular resolution
+            with a square preset or config reshapes it with
+            [`GeneratorSpec.with_resolution`][pixelfold.models.GeneratorSpec.with_resolution]
+            (a one-line error names the divisibility each stage needs); see [Image
+            shapes](../training/image-shapes.md).
         preset: generator preset name.
         generator_config: path to a generator ``config.json`` (overrides ``preset``).
+        image_channels: channels of the images to train on: 1 (grayscale), 3 (RGB) or 4
+            (RGBA); ``None``: the generator's (3 for every preset). The generator's ToRGB
+            layers and D's from-RGB layer get this width; the data are converted to it (see
+            [`preprocess_image`][pixelfold.training.data.preprocess_image]).
         d_channels: discriminator width by resolution, e.g. ``{32: 64, 16: 64, 8: 64, 4: 64}``
             (``None``: the StyleGAN2 table).
         batch_size: images per device per optimizer step (before accumulation).
@@ -146,7 +155,9 @@ class TrainConfig:
     image_column: str | None = None
     split: str = "train"
     streaming: bool = False
-    resolution: int = 256
+    resolution: int | tuple[int, int] = 256
+    #: channels of the images: 1, 3 or 4; None: the generator's
+    image_channels: int | None = None
     preset: str = "pixelfolder-256"
     generator_config: str | None = None
     d_channels: dict[int, int] | None = None
@@ -219,12 +230,26 @@ class TrainConfig:
                                       for b in betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
 
-        for name in ("resolution", "batch_size", "gradient_accumulation_steps", "max_steps",
+        if isinstance(self.resolution, (str, list, tuple)):
+            from ..models.spec import parse_resolution
+
+            h, w = parse_resolution(self.resolution)
+            self.resolution = h if h == w else (h, w)
+        for name in ("batch_size", "gradient_accumulation_steps", "max_steps",
                      "d_reg_interval", "g_reg_interval", "checkpointing_steps", "sample_every",
-                     "num_samples", "log_every"):
+                     "num_samples", "log_every") + (("resolution",) if not
+                                                    isinstance(self.resolution, tuple) else ()):
             positive(name)
-        if self.resolution & (self.resolution - 1):
+        if isinstance(self.resolution, tuple):
+            from ..models.discriminator import check_resolution
+
+            check_resolution(self.resolution)  # D's rule for rectangles, with its message
+        elif self.resolution & (self.resolution - 1):
             raise ConfigError(f"resolution must be a power of two, got {self.resolution}")
+        if self.image_channels is not None and (isinstance(self.image_channels, bool) or
+                                                self.image_channels not in (1, 3, 4)):
+            raise ConfigError(f"image_channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got "
+                              f"{self.image_channels!r}")
         if self.kimg is not None and self.kimg <= 0:
             raise ConfigError(f"kimg must be positive, got {self.kimg!r}")
         if not 0.0 <= self.style_mixing_prob <= 1.0:
@@ -271,7 +296,7 @@ class TrainConfig:
         if self.resize_filter not in RESIZE_FILTERS:
             raise ConfigError(f"resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got "
                               f"{self.resize_filter!r}")
-        blocks = self.resolution.bit_length() - 3  # D's residual blocks: resolution .. 8
+        blocks = min(self.size).bit_length() - 3  # D's residual blocks: resolution .. 8
         if isinstance(self.freeze_d, bool) or not isinstance(self.freeze_d, int) \
                 or not 0 <= self.freeze_d <= blocks:
             raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution {self.resolution} "
@@ -301,10 +326,17 @@ class TrainConfig:
         if self.d_channels is not None:
             self.d_channels = {int(k): int(v) for k, v in self.d_channels.items()}
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of ``resolution``."""
+        r = self.resolution
+        return (r, r) if isinstance(r, int) else (int(r[0]), int(r[1]))
+
     def resolved_r1_gamma(self, batch_total: int) -> float:
         """``r1_gamma``, with ``"auto"`` resolved for ``batch_total`` images per step."""
         if self.r1_gamma == "auto":
-            return 0.0002 * self.resolution ** 2 / batch_total
+            h, w = self.size
+            return 0.0002 * h * w / batch_total
         return float(self.r1_gamma)
 
     def resolved_ema_kimg(self, batch_total: int) -> float:
@@ -317,6 +349,8 @@ class TrainConfig:
         """JSON-serializable form."""
         data = dataclasses.asdict(self)
         data["betas"] = list(self.betas)
+        if isinstance(self.resolution, tuple):
+            data["resolution"] = list(self.resolution)
         if self.d_channels is not None:
             data["d_channels"] = {str(k): v for k, v in self.d_channels.items()}
         return data
@@ -334,6 +368,12 @@ def _d_channels(text: str) -> dict[int, int]:
         raise argparse.ArgumentTypeError(
             f"--d-channels expects RES:CH pairs separated by commas, e.g. 32:64,16:64, "
             f"got {text!r}") from None
+
+
+def _resolution(text: str) -> int | str:
+    """``--resolution``: one side, or ``HxW`` (checked by ``TrainConfig``)."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text
 
 
 def _optional_int(text: str) -> int | None:
@@ -376,7 +416,11 @@ def build_arg_parser(defaults: TrainConfig | None = None,
     p.add_argument("--image-column", default=d.image_column)
     p.add_argument("--split", default=d.split)
     p.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=d.streaming)
-    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--resolution", type=_resolution, default=d.resolution, metavar="N|HxW",
+                   help="training resolution: one side, or HxW for rectangular images")
+    p.add_argument("--image-channels", type=_optional_int, default=d.image_channels,
+                   metavar="C", help="1 (grayscale), 3 (RGB) or 4 (RGBA); default: the "
+                                     "generator's (3 for the presets)")
     p.add_argument("--preset", default=d.preset, help="generator preset")
     p.add_argument("--generator-config", default=d.generator_config,
                    help="generator config.json (overrides --preset)")
