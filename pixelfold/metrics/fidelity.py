@@ -376,7 +376,8 @@ def compute_metrics(
     real_data: Any = None
     if paired:
         real_data = resolve_real(real, side, max_images=num_real,
-                                 resize_filter=resize_filter, seed=seed)
+                                 resize_filter=resize_filter, seed=seed,
+                                 image_channels=getattr(gen, "image_channels", 3))
         if side is None and not isinstance(real_data, FeatureStatistics):
             side = image_resolution(real_data)
     gen_stats = gen if isinstance(gen, FeatureStatistics) else None

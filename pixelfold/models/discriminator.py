@@ -377,8 +377,8 @@ class Discriminator(PretrainedMixin, nn.Module):
         """Score a batch of images.
 
         Args:
-            images: ``(B, image_channels, H, W)`` at the spec's resolution, floating-point, nominally
-                in ``[-1, 1]``. The batch size must be divisible by
+            images: ``(B, image_channels, H, W)`` at the spec's resolution, floating-point,
+                nominally in ``[-1, 1]``. The batch size must be divisible by
                 ``min(mbstd_group_size, B)``.
 
         Returns:

@@ -3,9 +3,10 @@
 [`load_image_dataset`][pixelfold.training.data.load_image_dataset] opens a Hub dataset, a
 local image folder (``imagefolder``) or a folder written by ``Dataset.save_to_disk``;
 [`ImageDataset`][pixelfold.training.data.ImageDataset] decodes, converts to the model's
-channels (grayscale, RGB or RGBA: see [`preprocess_image`][pixelfold.training.data.preprocess_image]),
-resizes, center-crops to ``H x W`` and scales images to ``[-1, 1]``, skipping unreadable or
-truncated files (each skip is counted; the first one is reported with one warning).
+channels (grayscale, RGB or RGBA: see
+[`preprocess_image`][pixelfold.training.data.preprocess_image]), resizes, center-crops to
+``H x W`` and scales images to ``[-1, 1]``, skipping unreadable or truncated files (each skip
+is counted; the first one is reported with one warning).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..utils.errors import DataError
 __all__ = [
     "RESIZE_FILTERS",
     "ImageDataset",
+    "convert_image",
     "IterableImageDataset",
     "digits_dataset",
     "find_image_column",
@@ -167,19 +169,7 @@ def preprocess_image(
     size = _size(resolution)
     if image.mode.startswith("I") or image.mode == "F":
         return _preprocess_high_depth(image, size, resize_filter, jpeg_quality, image_channels)
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[image_channels]
-    if image_channels == 4:
-        image = image.convert("RGBA")
-    else:
-        if image.mode in ("RGBA", "LA"):
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA"))
-        if image.mode != "RGB" and not (image_channels == 1 and image.mode == "L"):
-            image = image.convert("RGB")
-        if image.mode != mode:
-            image = image.convert(mode)
+    image = convert_image(image, image_channels)
     if jpeg_quality is not None:
         image = _jpeg(image, jpeg_quality)
     image = _resize_and_crop(image, size, resize_filter)
@@ -188,6 +178,26 @@ def preprocess_image(
         array = array[:, :, None]
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float()
     return tensor / 127.5 - 1.0
+
+
+def convert_image(image: Image.Image, image_channels: int = 3) -> Image.Image:
+    """An 8-bit PIL image in the mode of ``image_channels`` (``L``, ``RGB`` or ``RGBA``), by
+    the rule of [`preprocess_image`][pixelfold.training.data.preprocess_image]: transparency
+    composited over white unless the model has alpha, luma unless it has color, an opaque
+    alpha for images without one."""
+    if image_channels not in (1, 3, 4):
+        raise ValueError(f"image_channels must be 1, 3 or 4, got {image_channels!r}")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image_channels == 4:
+        return image if image.mode == "RGBA" else image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    if image.mode != "RGB" and not (image_channels == 1 and image.mode == "L"):
+        image = image.convert("RGB")
+    mode = "L" if image_channels == 1 else "RGB"
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _size(resolution: int | tuple[int, int] | list[int]) -> tuple[int, int]:
