@@ -499,8 +499,8 @@ class AugmentPipe(nn.Module):
             raise ValueError(f"AugmentPipe expects floating point images, got {images.dtype}")
         c = images.shape[1]
         if c not in (1, 3, 4) and any(getattr(self, t) > 0 for t in _COLOR):
-            raise ValueError(f"AugmentPipe's color transforms need 1 (gray), 3 (RGB) or 4 "
-                             f"(RGBA) channels, got {c}")
+            raise ValueError(f"AugmentPipe's color transforms need 4 (RGBA), 1 (gray) or 3 "
+                             f"(RGB) channels, got {c}")
 
     def _kernels_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The 2-D up- and downsampling kernels in ``x``'s dtype and device (cached). The
