@@ -235,10 +235,11 @@ class TrainConfig:
 
             h, w = parse_resolution(self.resolution)
             self.resolution = h if h == w else (h, w)
-        for name in ("batch_size", "gradient_accumulation_steps", "max_steps",
-                     "d_reg_interval", "g_reg_interval", "checkpointing_steps", "sample_every",
-                     "num_samples", "log_every") + (("resolution",) if not
-                                                    isinstance(self.resolution, tuple) else ()):
+        square = not isinstance(self.resolution, tuple)
+        for name in (("resolution",) if square else ()) + (
+                "batch_size", "gradient_accumulation_steps", "max_steps", "d_reg_interval",
+                "g_reg_interval", "checkpointing_steps", "sample_every", "num_samples",
+                "log_every"):
             positive(name)
         if isinstance(self.resolution, tuple):
             from ..models.discriminator import check_resolution
@@ -299,7 +300,8 @@ class TrainConfig:
         blocks = min(self.size).bit_length() - 3  # D's residual blocks: resolution .. 8
         if isinstance(self.freeze_d, bool) or not isinstance(self.freeze_d, int) \
                 or not 0 <= self.freeze_d <= blocks:
-            raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution {self.resolution} "
+            raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution "
+                              f"{'x'.join(map(str, self.size)) if not square else self.resolution} "
                               f"(the discriminator's residual blocks, counted from the image), "
                               f"got {self.freeze_d!r}")
         if self.freeze_d and not (self.init_from or self.resume_from_checkpoint):
