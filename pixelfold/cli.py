@@ -685,7 +685,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     G = _load(args)
     h, w = G.resolution
     try:
-        targets, sizes = load_targets(files, (h, w))
+        targets, sizes = load_targets(files, (h, w), G.image_channels)
     except (OSError, ValueError) as exc:
         raise CLIError(f"--target {exc}") from None
     for file, (fw, fh) in zip(files, sizes, strict=True):

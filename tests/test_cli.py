@@ -578,12 +578,11 @@ def test_seed_list_is_a_lazy_sequence():
     (lambda c: c["stages"][1].update(block_channels=[2**20, 2**20]),
      "the generator 'pixelfolder-tiny-32' ("),
     (lambda c: c.update(z_dim=2**20, w_dim=2**20), "needs about"),
-    (lambda c: c.update(image_channels=1),
-     "GeneratorSpec: image_channels must be 3 (RGB): grayscale and RGBA generators are not "
-     "supported yet, got 1"),
+    (lambda c: c.update(image_channels=2),
+     "GeneratorSpec: image_channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got 2"),
     (lambda c: c.update(mapping_lr_mul=float("nan")),
      "GeneratorSpec: mapping_lr_mul must be finite, got nan"),
-], ids=["2^20 channels", "z_dim 2^20", "image_channels 1", "mapping_lr_mul NaN"])
+], ids=["2^20 channels", "z_dim 2^20", "image_channels 2", "mapping_lr_mul NaN"])
 def test_bad_model_configs_are_refused(capsys, tmp_path, saved, change, needle):
     folder = _copy_model(saved, tmp_path / "model")
     config = json.loads((folder / "config.json").read_text())

@@ -439,9 +439,9 @@ def test_unknown_preset_error_is_config_and_key_error_with_one_line():
         ("mapping_lr_mul", 0.0, "mapping_lr_mul must be a finite positive number, got 0.0"),
         ("w_avg_beta", float("nan"), "GeneratorSpec: w_avg_beta must be finite, got nan"),
         ("w_avg_beta", float("-inf"), "GeneratorSpec: w_avg_beta must be finite, got -inf"),
-        ("image_channels", 1, "GeneratorSpec: image_channels must be 3 \\(RGB\\): grayscale and "
-                              "RGBA generators are not supported yet, got 1"),
-        ("image_channels", 4, "image_channels must be 3"),
+        ("image_channels", 2, "GeneratorSpec: image_channels must be 1 \\(grayscale\\), 3 "
+                              "\\(RGB\\) or 4 \\(RGBA\\), got 2"),
+        ("image_channels", 5, "image_channels must be 1 \\(grayscale\\), 3"),
         ("name", 7, "GeneratorSpec: name must be a string or None, got 7"),
     ],
 )

@@ -169,7 +169,7 @@ def test_non_finite_buffer_is_refused(saved):
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("mapping_lr_mul", float("nan"), "GeneratorSpec: mapping_lr_mul must be finite, got nan"),
-    ("image_channels", 1, "GeneratorSpec: image_channels must be 3"),
+    ("image_channels", 2, "GeneratorSpec: image_channels must be 1 \\(grayscale\\), 3"),
 ])
 def test_bad_config_fields_name_the_file(saved, field, value, message):
     from pixelfold.utils import ConfigError

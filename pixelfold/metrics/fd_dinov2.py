@@ -365,7 +365,7 @@ def compute_fd_dinov2(
         protocol.update(describe_real(gen, "generated"))
         protocol["generated_resize_filter"] = resize_filter
     real_data = resolve_real(real, side, max_images=num_real, resize_filter=resize_filter,
-                             seed=seed)
+                             seed=seed, image_channels=getattr(gen, "image_channels", 3))
     if isinstance(real_data, FeatureStatistics):
         _check_dinov2_statistics(real_data, extractor, side, "real")
         protocol.update(statistics_protocol(real_data, real, "real"))

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models.spec import format_resolution
 from ..utils import atomic_write_bytes, load_tensor_file, non_finite
 from .networks import fidelity_extractor, read_fidelity_weights
 from .report import MetricsReport
@@ -51,6 +52,7 @@ from .sources import (
     GeneratorSource,
     RealImages,
     RealInput,
+    _normal_resolution,
     describe_real,
     image_resolution,
     is_statistics,
@@ -193,10 +195,10 @@ def _check_statistics(stats: FeatureStatistics, expected: str, resolution: int |
                          f"feature space; this metric needs {expected!r}")
     stats_resolution = stats.metadata.get("resolution")
     if stats_resolution is not None and resolution is not None \
-            and int(stats_resolution) != resolution:
-        raise ValueError(f"the {side} statistics were computed at {stats_resolution}x"
-                         f"{stats_resolution}, the generated images are {resolution}x"
-                         f"{resolution}")
+            and _normal_resolution(stats_resolution) != _normal_resolution(resolution):
+        raise ValueError(f"the {side} statistics were computed at "
+                         f"{format_resolution(stats_resolution)}, the generated images are "
+                         f"{format_resolution(resolution)}")
 
 
 def _check_statistics_pair(gen: FeatureStatistics, real: FeatureStatistics) -> None:
@@ -376,7 +378,8 @@ def compute_metrics(
     real_data: Any = None
     if paired:
         real_data = resolve_real(real, side, max_images=num_real,
-                                 resize_filter=resize_filter, seed=seed)
+                                 resize_filter=resize_filter, seed=seed,
+                                 image_channels=getattr(gen, "image_channels", 3))
         if side is None and not isinstance(real_data, FeatureStatistics):
             side = image_resolution(real_data)
     gen_stats = gen if isinstance(gen, FeatureStatistics) else None

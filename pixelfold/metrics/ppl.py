@@ -28,10 +28,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..utils import NonFiniteError
+from ..utils.channels import note_conversion, to_rgb
 from .networks import lpips_network, read_fidelity_weights, read_lpips_weights
 from .report import MetricsReport
 from .sources import (
     QUANTIZATION,
+    _channels_protocol,
     _cuda_devices,
     _generator_name,
     as_generator,
@@ -219,6 +221,7 @@ def compute_ppl(
         "truncation_psi": truncation_psi,
         "noise_mode": noise_mode + (" (shared by the two images of a pair)"
                                     if noise_mode == "random" else ""),
+        **_channels_protocol(int(getattr(G, "image_channels", 3))),
     }
     if similarity is None:
         files = {spec.argument: resolve_weights(spec, path, progress=progress)
@@ -278,6 +281,8 @@ def _path_lengths(G: nn.Module, similarity: Similarity, *, space: str, num_sampl
             return G.synthesis(ws, noise_mode="random")
 
     def to_pixels(images: torch.Tensor) -> torch.Tensor:
+        note_conversion(images.shape[1], "PPL")
+        images = to_rgb(images)  # LPIPS reads RGB
         if crop:
             images = _face_crop(images)
         if quantize:

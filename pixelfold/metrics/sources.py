@@ -3,8 +3,12 @@
 Every metric network here reads 8-bit RGB, so both sides are quantized the same way:
 generated images by [`to_uint8`][pixelfold.metrics.sources.to_uint8] (rounding), images from
 files exactly as the training pipeline decodes them (RGB, shorter side resized, center crop),
-at the generator's resolution. The generated side may also be images from files (a folder or
-dataset of samples) or precomputed statistics: see
+at the generator's resolution. A grayscale or RGBA generator is compared with its real images
+decoded in its own channels, and both sides are then made RGB by one rule
+([`to_rgb`][pixelfold.utils.channels.to_rgb]: grayscale repeated into R, G and B, RGBA
+composited over white), said once in the log and in the report's protocol
+(``image_channels``, ``rgb_conversion``). The generated side may also be images from files
+(a folder or dataset of samples) or precomputed statistics: see
 [`resolve_generated`][pixelfold.metrics.sources.resolve_generated].
 """
 
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 
 from ..utils import DataError
+from ..utils.channels import conversion_to_rgb, note_conversion, to_rgb
 from .statistics import FeatureStatistics, load_statistics
 
 __all__ = [
@@ -87,16 +92,38 @@ def _generator_name(generator: nn.Module) -> str:
     return str(name) if name else type(generator).__name__
 
 
-def _generator_resolution(generator: nn.Module) -> int:
+def _generator_resolution(generator: nn.Module) -> int | tuple[int, int]:
+    """The side of a square generator, ``(H, W)`` of a rectangular one."""
     resolution = getattr(generator, "resolution", None)
     if resolution is None:
         raise ValueError(f"{type(generator).__name__} has no resolution attribute; the metrics "
                          f"need it to resize the real images")
-    return int(resolution if not isinstance(resolution, (tuple, list)) else resolution[-1])
+    return _normal_resolution(resolution)
+
+
+def _normal_resolution(resolution: Any) -> int | tuple[int, int]:
+    """One int for a square, ``(H, W)`` otherwise."""
+    if not isinstance(resolution, (tuple, list)):
+        return int(resolution)
+    h, w = (int(v) for v in resolution)
+    return h if h == w else (h, w)
+
+
+def _as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in ``[-1, 1]`` with 1, 3 or 4 channels as uint8 RGB (``to_rgb``, then
+    ``to_uint8``)."""
+    return to_uint8(to_rgb(images))
+
+
+def _channels_protocol(channels: int) -> dict[str, Any]:
+    """Protocol entries for images of ``channels`` channels (none for RGB)."""
+    if channels == 3:
+        return {}
+    return {"image_channels": channels, "rgb_conversion": conversion_to_rgb(channels)}
 
 
 class _Quantized(nn.Module):
-    """``z -> to_uint8(G(z))``: the generator as torch-fidelity sees it."""
+    """``z -> to_uint8(to_rgb(G(z)))``: the generator as torch-fidelity sees it."""
 
     def __init__(self, generator: nn.Module, truncation_psi: float, noise_mode: str) -> None:
         super().__init__()
@@ -108,7 +135,8 @@ class _Quantized(nn.Module):
         device = next(self.generator.parameters()).device
         images = self.generator(z.to(device), truncation_psi=self.truncation_psi,
                                 noise_mode=self.noise_mode)
-        return to_uint8(images).to(z.device)
+        note_conversion(images.shape[1], "generated images")
+        return _as_rgb_uint8(images).to(z.device)
 
 
 def _cuda_devices(device: torch.device) -> list[int]:
@@ -156,6 +184,8 @@ class GeneratorSource:
         self.device = resolve_device(device)
         self.z_dim = int(generator.z_dim)
         self.resolution = _generator_resolution(generator)
+        #: channels of the generator's images (1, 3 or 4); the metrics see them as RGB
+        self.image_channels = int(getattr(generator, "image_channels", 3))
 
     def __len__(self) -> int:
         return self.num_images
@@ -219,6 +249,7 @@ class GeneratorSource:
             "truncation_psi": self.truncation_psi,
             "noise_mode": self.noise_mode,
             "quantization": QUANTIZATION,
+            **_channels_protocol(self.image_channels),
         }
 
 
@@ -231,7 +262,7 @@ def _digits(resolution: int) -> Any:
 
 
 class RealImages(torch.utils.data.Dataset):
-    """Real images as ``(3, resolution, resolution)`` uint8 tensors.
+    """Real images as ``(3, H, W)`` uint8 tensors.
 
     Decoded like the training data (see
     [`preprocess_image`][pixelfold.training.data.preprocess_image]: RGB, shorter side resized
@@ -244,19 +275,23 @@ class RealImages(torch.utils.data.Dataset):
     Args:
         dataset: a Hub id, a local image folder, a ``save_to_disk`` folder, ``"digits"``
             (scikit-learn's digits, offline) or a ``datasets.Dataset``.
-        resolution: output side (the generator's resolution); ``None``: the shorter side of
-            the first readable image.
+        resolution: output side, or ``(H, W)`` (the generator's resolution); ``None``: the
+            shorter side of the first readable image.
         max_images: cap on the number of images (``None``: all).
         resize_filter: ``"box"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos"`` or ``"nearest"``.
         seed: seed of the subset.
         split: dataset split.
         image_column: image column (auto-detected when ``None``).
         role: ``"real"`` or ``"generated"``: which side of the comparison these images are.
+        image_channels: decode the images in these channels first (1, 3 or 4: the
+            generator's, as the training data were), then make them RGB with
+            [`to_rgb`][pixelfold.utils.channels.to_rgb].
     """
 
-    def __init__(self, dataset: Any, resolution: int | None, *, max_images: int | None = None,
-                 resize_filter: str = "box", seed: int = 0, split: str = "train",
-                 image_column: str | None = None, role: str = "real") -> None:
+    def __init__(self, dataset: Any, resolution: int | tuple[int, int] | None, *,
+                 max_images: int | None = None, resize_filter: str = "box", seed: int = 0,
+                 split: str = "train", image_column: str | None = None, role: str = "real",
+                 image_channels: int = 3) -> None:
         from ..training.data import RESIZE_FILTERS, ImageDataset, load_image_dataset
 
         if resize_filter not in RESIZE_FILTERS:
@@ -292,8 +327,10 @@ class RealImages(torch.utils.data.Dataset):
             raise ValueError("real images must be a map-style dataset (streaming datasets are "
                              "not supported by the metrics)")
         try:
+            conversion_to_rgb(image_channels)  # the check
             self.images = ImageDataset(dataset, resolution or 1, image_column=image_column,
-                                       resize_filter=resize_filter)
+                                       resize_filter=resize_filter,
+                                       image_channels=image_channels)
             if resolution is None:
                 resolution = _first_image_side(self.images)
                 self.images.resolution = resolution
@@ -304,6 +341,8 @@ class RealImages(torch.utils.data.Dataset):
                             f"image files that PIL can decode)") from None
         self.resolution = resolution
         self.resize_filter = resize_filter
+        self.image_channels = image_channels
+        note_conversion(image_channels, f"{role} images")
         self.num_available = len(self.images)
         if max_images is not None and self.num_available > max_images:
             chosen = np.random.default_rng(seed).choice(self.num_available, max_images,
@@ -318,18 +357,24 @@ class RealImages(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return to_uint8(self.images[self.indices[index]])
+        return _as_rgb_uint8(self.images[self.indices[index]])
 
     def describe(self) -> dict[str, Any]:
         """The protocol of these images, for reports (keys ``real_*`` and ``num_real``, or
         ``generated_*`` and ``num_generated``)."""
+        mode = {1: "grayscale (L)", 3: "RGB", 4: "RGBA"}[self.image_channels]
+        if isinstance(self.resolution, (tuple, list)):
+            resize = f"scaled to cover {self.resolution[0]}x{self.resolution[1]}"
+        else:
+            resize = f"shorter side resized to {self.resolution}"
+        then = "" if self.image_channels == 3 else \
+            f", then RGB ({conversion_to_rgb(self.image_channels)})"
         return {
             f"{self.role}_source": self.source,
             f"num_{self.role}": len(self),
             f"{self.role}_subset": self.subset,
-            f"{self.role}_preprocessing": f"RGB, shorter side resized to {self.resolution} "
-                                          f"with the {self.resize_filter} filter (PIL), center "
-                                          f"crop, uint8",
+            f"{self.role}_preprocessing": f"{mode}, {resize} with the {self.resize_filter} "
+                                          f"filter (PIL), center crop, uint8{then}",
         }
 
 
@@ -385,8 +430,9 @@ def is_statistics(real: RealInput) -> bool:
         isinstance(real, (str, os.PathLike)) and str(real).endswith(".npz"))
 
 
-def resolve_real(real: RealInput, resolution: int | None, *, max_images: int | None,
-                 resize_filter: str = "box", seed: int = 0, role: str = "real"
+def resolve_real(real: RealInput, resolution: int | tuple[int, int] | None, *,
+                 max_images: int | None, resize_filter: str = "box", seed: int = 0,
+                 role: str = "real", image_channels: int = 3
                  ) -> torch.utils.data.Dataset | FeatureStatistics:
     """Turn what the user gave as ``real`` into a uint8 image dataset or statistics.
 
@@ -394,8 +440,8 @@ def resolve_real(real: RealInput, resolution: int | None, *, max_images: int | N
     [`FeatureStatistics`][pixelfold.metrics.statistics.FeatureStatistics] are returned as is,
     torch datasets as is or as a random subset of ``max_images`` (drawn with ``seed``);
     anything else becomes [`RealImages`][pixelfold.metrics.sources.RealImages] (at
-    ``resolution``; ``None``: the images' own). ``role="generated"`` reads the generated side
-    the same way.
+    ``resolution``; ``None``: the images' own; decoded in ``image_channels`` then made RGB).
+    ``role="generated"`` reads the generated side the same way.
     """
     if isinstance(real, FeatureStatistics):
         return real
@@ -412,7 +458,7 @@ def resolve_real(real: RealInput, resolution: int | None, *, max_images: int | N
         subset.subset = f"random {max_images} of {n} (seed {seed})"  # type: ignore[attr-defined]
         return subset
     return RealImages(real, resolution, max_images=max_images, resize_filter=resize_filter,
-                      seed=seed, role=role)
+                      seed=seed, role=role, image_channels=image_channels)
 
 
 def describe_real(real: torch.utils.data.Dataset, role: str = "real") -> dict[str, Any]:
@@ -490,7 +536,7 @@ def resolve_generated(
                                  batch_size=batch_size, seed=seed,
                                  truncation_psi=truncation_psi, noise_mode=noise_mode,
                                  device=device)
-        if resolution is not None and int(resolution) != source.resolution:
+        if resolution is not None and _normal_resolution(resolution) != source.resolution:
             raise ValueError(f"resolution {resolution} differs from the generator's "
                              f"{source.resolution}: the real images are resized to the "
                              f"generator's resolution (leave resolution=None)")

@@ -10,6 +10,11 @@ Layout for a ``resolution`` of ``R`` and a channel table ``C``:
 3. minibatch standard deviation, 3x3 conv ``C[4] + f -> C[4]`` + act;
 4. flatten, equalized linear ``C[4]·4·4 -> C[4]`` + act, equalized linear ``C[4] -> 1``.
 
+A rectangular ``H x W`` resolution is keyed by its shorter side ``S`` (a power of two): the
+blocks halve both sides until the shorter one is 4, so the final block keeps the aspect ratio
+(``256x512`` ends at ``4x8``; the longer side must be divisible by ``S / 4``), and the final
+linear layer takes ``C[4]·h·w`` inputs. Square specs are unchanged.
+
 All convolutions are equalized and bias-free; the bias of an activated conv lives in its
 [`BiasLeakyReLU`][pixelfold.layers.BiasLeakyReLU]. At 256 with the default table this gives
 28,864,129 parameters, the count of the authors' discriminator.
@@ -48,8 +53,10 @@ from ..utils.spec import SpecMixin, check_finite_fields, check_int, check_int_tu
 from .generator import check_model_fits
 from .presets import PIXELFOLDER_CHANNELS
 from .pretrained import PretrainedMixin, apply_memory_format
+from .spec import parse_resolution
 
-__all__ = ["DiscriminatorBlock", "DiscriminatorConv", "Discriminator", "DiscriminatorSpec"]
+__all__ = ["DiscriminatorBlock", "DiscriminatorConv", "Discriminator", "DiscriminatorSpec",
+           "check_resolution"]
 
 
 def _is_int(value: Any) -> bool:
@@ -85,13 +92,49 @@ def _channel_table(value: Any) -> dict[int, int]:
     return dict(sorted(table.items()))
 
 
+def check_resolution(resolution: Any) -> int | tuple[int, int]:
+    """A discriminator resolution, checked: a power of two >= 4 (a square), or ``(height,
+    width)`` (also ``[H, W]`` or ``"HxW"``) whose shorter side is a power of two >= 4 and whose
+    longer side is divisible by ``shorter / 4`` (D halves both sides until the shorter is 4).
+    A square pair comes back as one int.
+
+    Raises:
+        ConfigError: one line naming what the resolution needs.
+    """
+    if not _is_int(resolution):
+        if not isinstance(resolution, (str, list, tuple)):
+            raise ConfigError(f"resolution must be a power of two >= 4 or (height, width), "
+                              f"got {resolution!r}")
+        h, w = parse_resolution(resolution)
+        resolution = h if h == w else (h, w)
+    if _is_int(resolution):
+        if not _is_pow2(resolution, 4):
+            raise ConfigError(f"resolution must be a power of two >= 4, got {resolution!r}")
+        return resolution
+    h, w = resolution
+    short, long = min(h, w), max(h, w)
+    if not _is_pow2(short, 4):
+        raise ConfigError(f"resolution {h}x{w}: the discriminator needs the shorter side to be "
+                          f"a power of two >= 4 (its channel table is keyed by it), got {short}")
+    if long % (short // 4):
+        halvings = short.bit_length() - 3
+        raise ConfigError(f"resolution {h}x{w}: the discriminator's {halvings} halvings down to "
+                          f"a final block of shorter side 4 need both sides divisible by "
+                          f"{short // 4}, got {long}")
+    return h, w
+
+
 @dataclass
 class DiscriminatorSpec(SpecMixin):
     """A residual StyleGAN2 discriminator, as data.
 
     Args:
-        resolution: side of the square input images, a power of two >= 4.
-        image_channels: channels of the input images.
+        resolution: side of square input images, a power of two >= 4, or ``(height, width)``
+            (also ``[H, W]`` or ``"HxW"``) of rectangular ones: the shorter side a power of
+            two >= 4, the longer one divisible by ``shorter / 4`` (the blocks halve both sides
+            down to a final block whose shorter side is 4). A square pair is stored as one
+            int.
+        image_channels: channels of the input images (1, 3 or 4 for pixelfold's generators).
         channels: feature width by resolution, ``{resolution: channels}``; it must cover every
             power of two from 4 to ``resolution`` (extra entries are ignored). Default: the
             StyleGAN2 config-f / PixelFolder table ``4..64: 512, 128: 256, 256: 128, 512: 64,
@@ -102,7 +145,7 @@ class DiscriminatorSpec(SpecMixin):
         blur_kernel: FIR taps of the blur before each stride-2 convolution.
     """
 
-    resolution: int = 256
+    resolution: int | tuple[int, int] = 256
     image_channels: int = 3
     channels: dict[int, int] = field(default_factory=lambda: dict(PIXELFOLDER_CHANNELS))
     mbstd_group_size: int = 4
@@ -112,16 +155,17 @@ class DiscriminatorSpec(SpecMixin):
     def __post_init__(self) -> None:
         where = "DiscriminatorSpec"
         check_finite_fields(where, self)
-        if not _is_pow2(self.resolution, 4):
-            raise ConfigError(f"{where}: resolution must be a power of two >= 4, "
-                             f"got {self.resolution!r}")
+        try:
+            self.resolution = check_resolution(self.resolution)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         for name in ("image_channels", "mbstd_group_size", "mbstd_num_channels"):
             check_int(getattr(self, name), name, where=where)
         self.channels = _channel_table(self.channels)
         missing = [r for r in self.block_resolutions + (4,) if r not in self.channels]
         if missing:
             raise ConfigError(f"{where}: channels has no entry for resolution(s) {missing}, "
-                             f"needed at resolution {self.resolution}; got "
+                             f"needed at resolution {self.size[0]}x{self.size[1]}; got "
                              f"{self.channels}")
         c4 = self.channels[4]
         if c4 % self.mbstd_num_channels:
@@ -130,9 +174,28 @@ class DiscriminatorSpec(SpecMixin):
         self.blur_kernel = check_int_tuple(self.blur_kernel, "blur_kernel", where=where)
 
     @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the input images."""
+        return parse_resolution(self.resolution)
+
+    @property
+    def short_side(self) -> int:
+        """The shorter side of the input images (the key of the channel table)."""
+        return min(self.size)
+
+    @property
     def block_resolutions(self) -> tuple[int, ...]:
-        """Input resolution of each residual block, ``(R, R/2, ..., 8)``."""
-        return tuple(self.resolution >> i for i in range(int(math.log2(self.resolution)) - 2))
+        """Input resolution of each residual block, ``(R, R/2, ..., 8)`` (of the shorter side
+        for a rectangular spec)."""
+        side = self.short_side
+        return tuple(side >> i for i in range(int(math.log2(side)) - 2))
+
+    @property
+    def final_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the final block (``(4, 4)`` for a square spec)."""
+        h, w = self.size
+        n = len(self.block_resolutions)
+        return h >> n, w >> n
 
     def _field_to_json(self, name: str, value: Any) -> Any:
         # the channel table as [[res, ch], ...] pairs, so that its integer keys survive JSON
@@ -216,7 +279,7 @@ class DiscriminatorBlock(nn.Module):
 class Discriminator(PretrainedMixin, nn.Module):
     """Residual StyleGAN2 discriminator built from a
     [`DiscriminatorSpec`][pixelfold.models.DiscriminatorSpec]:
-    ``images (B, image_channels, R, R) -> logits (B, 1)``.
+    ``images (B, image_channels, H, W) -> logits (B, 1)``.
 
     Args:
         spec: the architecture, a [`DiscriminatorSpec`][pixelfold.models.DiscriminatorSpec]
@@ -254,14 +317,15 @@ class Discriminator(PretrainedMixin, nn.Module):
         self.resolution = spec.resolution
         ch = spec.channels
         kernel = spec.blur_kernel
-        self.from_rgb = DiscriminatorConv(spec.image_channels, ch[spec.resolution], 1)
+        self.from_rgb = DiscriminatorConv(spec.image_channels, ch[spec.short_side], 1)
         self.blocks = nn.ModuleList(
             DiscriminatorBlock(ch[r], ch[r // 2], kernel) for r in spec.block_resolutions
         )
         c4 = ch[4]
         self.mbstd = MinibatchStdDev(spec.mbstd_group_size, spec.mbstd_num_channels)
         self.final_conv = DiscriminatorConv(c4 + spec.mbstd_num_channels, c4, 3)
-        self.final_linear = EqualLinear(c4 * 4 * 4, c4, activation="lrelu")
+        fh, fw = spec.final_size
+        self.final_linear = EqualLinear(c4 * fh * fw, c4, activation="lrelu")
         self.out = EqualLinear(c4, 1)
         apply_memory_format(self, memory_format)
 
@@ -269,8 +333,8 @@ class Discriminator(PretrainedMixin, nn.Module):
         """Score a batch of images.
 
         Args:
-            images: ``(B, image_channels, resolution, resolution)``, floating-point, nominally
-                in ``[-1, 1]``. The batch size must be divisible by
+            images: ``(B, image_channels, H, W)`` at the spec's resolution, floating-point,
+                nominally in ``[-1, 1]``. The batch size must be divisible by
                 ``min(mbstd_group_size, B)``.
 
         Returns:
@@ -285,10 +349,10 @@ class Discriminator(PretrainedMixin, nn.Module):
         check_input(images, self.out.weight, "images", "the discriminator", var="D",
                     float_hint=" in [-1, 1] (uint8 pixels p as p.float() / 127.5 - 1)")
         s = self.spec
-        expected = (s.image_channels, s.resolution, s.resolution)
+        expected = (s.image_channels, *s.size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"Discriminator expects images of shape (B, {s.image_channels}, "
-                             f"{s.resolution}, {s.resolution}), got {tuple(images.shape)}")
+                             f"{s.size[0]}, {s.size[1]}), got {tuple(images.shape)}")
         if images.shape[0] == 0:
             return images.new_zeros((0, 1))
         x = self.from_rgb(images)

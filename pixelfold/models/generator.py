@@ -72,6 +72,7 @@ class StageBlock(nn.Module):
             growth's own (``out_channels / reduce_factor²`` after an unfold, else
             ``out_channels``). The first ModConv outputs it (times ``reduce_factor²`` before an
             unfold).
+        image_channels: channels of the ToRGB output (1, 3 or 4).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class StageBlock(nn.Module):
         blur_kernel: tuple[int, ...],
         channel_order: str,
         mid_channels: int | None = None,
+        image_channels: int = 3,
     ) -> None:
         super().__init__()
         h, w = resolution
@@ -113,8 +115,8 @@ class StageBlock(nn.Module):
                 self.grow = nn.Identity()
         self.conv1 = StyledConv2d(mid, out_channels, k, style_dim, noise=spec.noise,
                                   resolution=out_res)
-        self.to_rgb = ToRGB(out_channels, style_dim, upsample=rgb_upsample,
-                            blur_kernel=blur_kernel)
+        self.to_rgb = ToRGB(out_channels, style_dim, out_channels=image_channels,
+                            upsample=rgb_upsample, blur_kernel=blur_kernel)
         self.output_resolution = out_res
 
     def forward(
@@ -198,7 +200,8 @@ class SynthesisStage(nn.Module):
             out_res = (res[0] * st.grow_factor, res[1] * st.grow_factor)
             upsample = rgb_resolution is not None and out_res != rgb_resolution
             blocks.append(StageBlock(cin, cout, st, spec.w_dim, res, upsample, spec.blur_kernel,
-                                     spec.channel_order, mid_channels=mid))
+                                     spec.channel_order, mid_channels=mid,
+                                     image_channels=spec.image_channels))
             rgb_resolution = out_res
             res = out_res
             cin = cout
@@ -293,7 +296,7 @@ class SynthesisStage(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """All stages: ``ws (B, num_ws, w_dim) -> image (B, 3, H, W)``.
+    """All stages: ``ws (B, num_ws, w_dim) -> image (B, image_channels, H, W)``.
 
     Args:
         spec: the generator spec.
@@ -304,6 +307,7 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = spec.num_ws
         self.w_dim = spec.w_dim
         self.resolution = spec.resolution
+        self.image_channels = spec.image_channels
         stages = []
         offset = 0
         rgb_res: tuple[int, int] | None = None
@@ -343,8 +347,8 @@ class SynthesisNetwork(nn.Module):
                 rendering](../tools/coordinates.md) for what trained models give.
 
         Returns:
-            images ``(B, 3, H, W)``, or ``(images, [rgb of stage 0, stage 1, ...])``. An empty
-            batch (``B = 0``) gives empty images.
+            images ``(B, image_channels, H, W)``, or ``(images, [rgb of stage 0, stage 1,
+            ...])``. An empty batch (``B = 0``) gives empty images.
 
         Raises:
             InputError: ``ws`` is not a floating-point tensor on the device of the weights, or
@@ -378,8 +382,9 @@ class SynthesisNetwork(nn.Module):
 
     def _empty(self, ws: torch.Tensor, return_stages: bool
                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output of an empty batch: ``(0, 3, H, W)`` images (and stage outputs)."""
-        rgbs = [ws.new_zeros((0, 3, *stage.blocks[-1].output_resolution))
+        """The output of an empty batch: ``(0, image_channels, H, W)`` images (and stage
+        outputs)."""
+        rgbs = [ws.new_zeros((0, self.image_channels, *stage.blocks[-1].output_resolution))
                 for stage in self.stages]
         return (rgbs[-1], rgbs) if return_stages else rgbs[-1]
 
@@ -469,6 +474,8 @@ class Generator(PretrainedMixin, nn.Module):
         self.w_dim = spec.w_dim
         self.num_ws = spec.num_ws
         self.resolution = spec.resolution
+        #: channels of the images: 1 (grayscale), 3 (RGB) or 4 (RGBA)
+        self.image_channels = spec.image_channels
         self.mapping = MappingNetwork(spec.z_dim, spec.w_dim, spec.mapping_layers,
                                       lr_mul=spec.mapping_lr_mul, w_avg_beta=spec.w_avg_beta,
                                       num_ws=spec.num_ws)
@@ -509,8 +516,8 @@ class Generator(PretrainedMixin, nn.Module):
                 [`SynthesisNetwork.forward`][pixelfold.models.SynthesisNetwork.forward]).
 
         Returns:
-            images ``(B, 3, H, W)`` (or with ``return_stages``, ``(images, stage RGBs)``); an
-            empty batch gives empty images.
+            images ``(B, image_channels, H, W)`` (or with ``return_stages``, ``(images, stage
+            RGBs)``); an empty batch gives empty images.
 
         Raises:
             InputError: ``z`` is not a floating-point tensor on the device of the weights, or

@@ -24,6 +24,9 @@ features and then into RGB:
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
 
@@ -39,6 +42,7 @@ from ..utils.spec import (
 )
 
 __all__ = [
+    "IMAGE_CHANNELS",
     "GeneratorSpec",
     "GrowMode",
     "InputLayer",
@@ -46,7 +50,13 @@ __all__ = [
     "ReduceMode",
     "RGBMode",
     "StageSpec",
+    "format_resolution",
+    "parse_resolution",
 ]
+
+IMAGE_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
+"""The image channels a model may have, with the PIL mode of its images: grayscale, RGB and
+RGB with alpha (straight, not premultiplied)."""
 
 MergeMode = Literal["concat", "add", "none"]
 GrowMode = Literal["unfold", "deconv", "nearest", "none"]
@@ -62,13 +72,36 @@ def _err(where: str, name: str, message: str) -> ConfigError:
     return ConfigError(f"{where}: {name} {message}")
 
 
-def _resolution(where: str, value: Any) -> tuple[int, int]:
+def parse_resolution(value: Any, what: str = "resolution") -> tuple[int, int]:
+    """``(height, width)`` from one int (a square), a ``[height, width]`` pair or a string
+    ``"N"`` / ``"HxW"`` (as JSON files and command lines write it).
+
+    Raises:
+        ConfigError: anything else, or a side below 1; the message names ``what``.
+    """
+    given = value
+    if isinstance(value, str):
+        parts = value.strip().lower().split("x")
+        if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
+            value = tuple(int(p) for p in parts)
+            value = value * 2 if len(value) == 1 else value
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
-        raise _err(where, "resolution", f"must be a positive int or (height, width), got {value!r}")
+        raise ConfigError(f"{what} must be a positive int, [height, width] or 'HxW', "
+                          f"got {given!r}")
     return int(value[0]), int(value[1])
+
+
+def format_resolution(resolution: int | Sequence[int]) -> str:
+    """``"HxW"`` of a resolution (one int is a square)."""
+    h, w = parse_resolution(resolution)
+    return f"{h}x{w}"
+
+
+def _resolution(where: str, value: Any) -> tuple[int, int]:
+    return parse_resolution(value, f"{where}: resolution")
 
 
 @dataclass
@@ -76,8 +109,10 @@ class StageSpec(SpecMixin):
     """One stage of a pixel-regression generator.
 
     Args:
-        resolution: ``(height, width)`` (or one int) of the stage's coordinate grid, i.e. of the
-            pixel tensor the stage initializes.
+        resolution: ``(height, width)`` of the stage's coordinate grid, i.e. of the pixel
+            tensor the stage initializes; one int (a square), a ``[height, width]`` list or an
+            ``"HxW"`` string are accepted. Height and width may differ (rectangular images):
+            each must be divisible by the stage's reduction.
         fourier_channels: width of the Fourier features of the coordinates (0: none).
         fourier_learned: learned Fourier features (PixelFolder, CIPS) or fixed octaves.
         coord_embedding_channels: width of a learned per-pixel embedding (0: none).
@@ -239,8 +274,8 @@ class GeneratorSpec(SpecMixin):
         mapping_layers: depth of the mapping network.
         mapping_lr_mul: learning-rate multiplier of the mapping network.
         w_avg_beta: decay of the tracked average ``w``.
-        image_channels: output channels; only 3 (RGB) is supported (grayscale and RGBA
-            generators are not, yet), anything else is an error.
+        image_channels: channels of the images: 1 (grayscale), 3 (RGB) or 4 (RGBA, straight
+            alpha); every ToRGB outputs this many (see [Image shapes](../training/image-shapes.md)).
         channel_order: channel layout of folding (``"pixelfolder"`` or ``"pixel_shuffle"``).
         blur_kernel: FIR taps for RGB skip upsampling and upsampling ModConvs.
         name: optional human-readable name (presets set it); not used to build the model.
@@ -279,9 +314,9 @@ class GeneratorSpec(SpecMixin):
         self.stages = tuple(converted)
         for name in ("z_dim", "w_dim", "mapping_layers", "image_channels"):
             check_int(getattr(self, name), name, where=where)
-        if self.image_channels != 3:
-            raise _err(where, "image_channels", f"must be 3 (RGB): grayscale and RGBA "
-                       f"generators are not supported yet, got {self.image_channels}")
+        if self.image_channels not in IMAGE_CHANNELS:
+            raise _err(where, "image_channels", f"must be 1 (grayscale), 3 (RGB) or 4 (RGBA), "
+                       f"got {self.image_channels}")
         check_number(self.mapping_lr_mul, "mapping_lr_mul", where=where, low=0, low_open=True)
         check_number(self.w_avg_beta, "w_avg_beta", where=where, low=0, high=1, high_open=True)
         if self.name is not None and not isinstance(self.name, str):
@@ -342,6 +377,44 @@ class GeneratorSpec(SpecMixin):
     def num_ws(self) -> int:
         """Number of per-layer styles: one per ModConv, plus one for the last ToRGB."""
         return sum(st.num_modconvs for st in self.stages) + 1
+
+    def with_resolution(self, resolution: int | Sequence[int] | str) -> GeneratorSpec:
+        """This architecture at another output ``(height, width)``: every stage's coordinate
+        grid scaled by ``height / H`` and ``width / W`` (``H x W`` being this spec's output),
+        widths and layers unchanged, so a square preset gives its rectangular version
+        (``presets.get("pixelfolder-256").with_resolution((256, 512))``: grids 16x32, 64x128,
+        256x512). Only the coordinate embedding (per grid pixel) and the noise images change
+        size. A new resolution appends ``-HxW`` to the name.
+
+        Raises:
+            ConfigError: a stage's grid would not be a whole number of pixels divisible by its
+                reduction; one line names the divisibility each stage needs, e.g.
+                ``resolution 100x60: stage 0 folds by 4 and needs H and W divisible by 16, ...``.
+        """
+        h, w = parse_resolution(resolution)
+        out_h, out_w = self.resolution
+        needs = []
+        bad = False
+        for i, st in enumerate(self.stages):
+            gh, gw = st.resolution
+            dh = out_h * st.reduction // math.gcd(out_h * st.reduction, gh)
+            dw = out_w * st.reduction // math.gcd(out_w * st.reduction, gw)
+            bad = bad or h % dh or w % dw
+            verb = "folds" if st.reduce == "fold" else "reduces"
+            by = f"{verb} by {st.reduction}" if st.reduce_steps else "does not reduce"
+            sides = f"H and W divisible by {dh}" if dh == dw else \
+                f"H divisible by {dh} and W by {dw}"
+            needs.append(f"stage {i} {by} and needs {sides}")
+        if bad:
+            name = f" ({self.name})" if self.name else ""
+            raise ConfigError(f"resolution {h}x{w}{name}: {', '.join(needs)}")
+        stages = [dataclasses.replace(st, resolution=(st.resolution[0] * h // out_h,
+                                                      st.resolution[1] * w // out_w))
+                  for st in self.stages]
+        name = self.name
+        if name and (h, w) != (out_h, out_w):
+            name = f"{name}-{h}x{w}"
+        return dataclasses.replace(self, stages=tuple(stages), name=name)
 
     def block_input_channels(self, index: int) -> int:
         """Width entering the first block of stage ``index``."""

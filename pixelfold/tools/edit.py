@@ -32,7 +32,7 @@ from torch import nn
 
 from ..models import Generator
 from ..utils.errors import ConfigError
-from .figures import _labeled_canvas, _seed_label, _to_uint8
+from .figures import _labeled_canvas, _rgb_uint8, _seed_label
 from .images import (
     _mapping,
     _synthesize,
@@ -267,7 +267,7 @@ def edit_figure(images: torch.Tensor, strengths: Sequence[float], *,
         raise ValueError(f"edit_figure: images of shape {tuple(images.shape)} do not match "
                          f"{len(strengths)} strengths")
     n, s, _, h, w = images.shape
-    u8 = _to_uint8(images)
+    u8 = _rgb_uint8(images)
     cells = {(r, c): u8[r, c] for r in range(n) for c in range(s)}
     kwargs = {}
     if labels:

@@ -1,6 +1,9 @@
 """Lay images out as figures and write them atomically: grids, labeled grids, strips, GIFs.
 
-Images come in as tensors in ``[-1, 1]`` (``(N, 3, H, W)``); figures are ``PIL.Image``\\ s.
+Images come in as tensors in ``[-1, 1]`` (``(N, C, H, W)``, ``C`` = 1, 3 or 4); figures are
+``PIL.Image``\\ s. Plain images and grids keep their channels (PNG modes ``L``, ``RGB``,
+``RGBA``); labeled figures, GIFs and MP4s are RGB, made with
+[`to_rgb`][pixelfold.utils.channels.to_rgb] (grayscale repeated, RGBA over white).
 A tensor holding NaN or infinity is refused (``NonFiniteError``): it would become black
 pixels. Every writer creates the parent folders and writes a temporary file next to the
 target, then renames it (``os.replace``) after flushing it to the disk, so a reader never sees
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..utils.channels import IMAGE_MODES, to_rgb
 from ..utils.errors import NonFiniteError
 from ..utils.files import default_mode, disk_errors
 from .images import Crossover
@@ -40,7 +44,7 @@ TEXT = (0, 0, 0)
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(..., 3, H, W)`` in ``[-1, 1]`` -> ``(..., H, W, 3)`` uint8; NaN or infinity is an
+    """``(..., C, H, W)`` in ``[-1, 1]`` -> ``(..., H, W, C)`` uint8; NaN or infinity is an
     error (clamping would turn it into black or white pixels)."""
     x = images.detach().float().cpu()
     if not bool(torch.isfinite(x).all()):
@@ -51,30 +55,45 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).numpy()
 
 
+def _pil(array: np.ndarray) -> Image.Image:
+    """An ``(H, W, C)`` uint8 array as a PIL image of mode ``L``, ``RGB`` or ``RGBA``."""
+    mode = IMAGE_MODES[array.shape[-1]]
+    return Image.fromarray(array[..., 0] if mode == "L" else array, mode)
+
+
+def _rgb_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(..., C, H, W)`` in ``[-1, 1]`` -> ``(..., H, W, 3)`` uint8 RGB (see ``to_rgb``)."""
+    return _to_uint8(to_rgb(images.detach().float()))
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
-    """One image ``(3, H, W)`` in ``[-1, 1]`` as a PIL RGB image."""
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"to_pil expects one (3, H, W) image, got {tuple(image.shape)}")
-    return Image.fromarray(_to_uint8(image), "RGB")
+    """One image ``(C, H, W)`` in ``[-1, 1]`` as a PIL image: ``L`` for 1 channel, ``RGB``
+    for 3, ``RGBA`` for 4."""
+    if image.ndim != 3 or image.shape[0] not in IMAGE_MODES:
+        raise ValueError(f"to_pil expects one (C, H, W) image with C = 1, 3 or 4, got "
+                         f"{tuple(image.shape)}")
+    return _pil(_to_uint8(image))
 
 
 def image_grid(images: torch.Tensor, ncols: int | None = None) -> Image.Image:
-    """Images ``(N, 3, H, W)`` in ``[-1, 1]`` as one grid, row by row, without gaps.
+    """Images ``(N, C, H, W)`` in ``[-1, 1]`` as one grid, row by row, without gaps, in the
+    images' mode (``L``, ``RGB`` or ``RGBA``; empty cells are black, or transparent for RGBA).
 
     Args:
         images: the images.
         ncols: images per row (default ``ceil(sqrt(N))``; ``N`` gives a one-row strip).
     """
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
-        raise ValueError(f"image_grid expects (N, 3, H, W) images, got {tuple(images.shape)}")
-    n, _, h, w = images.shape
+    if images.ndim != 4 or images.shape[1] not in IMAGE_MODES or images.shape[0] == 0:
+        raise ValueError(f"image_grid expects (N, C, H, W) images with C = 1, 3 or 4, got "
+                         f"{tuple(images.shape)}")
+    n, c, h, w = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
-    canvas = np.full((nrows * h, ncols * w, 3), 0, dtype=np.uint8)
+    canvas = np.full((nrows * h, ncols * w, c), 0, dtype=np.uint8)
     for i, img in enumerate(_to_uint8(images)):
-        r, c = divmod(i, ncols)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
-    return Image.fromarray(canvas, "RGB")
+        r, col = divmod(i, ncols)
+        canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = img
+    return _pil(canvas)
 
 
 def _font(size: int) -> Font:
@@ -215,7 +234,7 @@ def mix_figure(rows: torch.Tensor, cols: torch.Tensor, mixed: torch.Tensor,
     another.
 
     Args:
-        rows: row sources ``(R, 3, H, W)``.
+        rows: row sources ``(R, 3, H, W)`` (1 or 4 channels: shown as RGB, see ``to_rgb``).
         cols: column sources ``(C, 3, H, W)``.
         mixed: ``(K, R, C, 3, H, W)``.
         crossovers: the ``K`` resolved crossovers (their labels head the blocks).
@@ -229,7 +248,7 @@ def mix_figure(rows: torch.Tensor, cols: torch.Tensor, mixed: torch.Tensor,
                          f"{len(crossovers)} crossovers do not match mixed of shape "
                          f"{tuple(mixed.shape)}")
     h, w = rows.shape[-2:]
-    rows_u8, cols_u8, mixed_u8 = _to_uint8(rows), _to_uint8(cols), _to_uint8(mixed)
+    rows_u8, cols_u8, mixed_u8 = _rgb_uint8(rows), _rgb_uint8(cols), _rgb_uint8(mixed)
     cells: dict[tuple[int, int], np.ndarray] = {}
     for r in range(R):
         cells[(r + 1, 0)] = rows_u8[r]
@@ -259,13 +278,14 @@ def stages_figure(stages: torch.Tensor, *, seeds: Sequence[int] | None = None,
     """Each stage's output side by side (the paper's Fig. 6): rows are seeds, columns stages.
 
     Args:
-        stages: ``(N, S, 3, H, W)`` from [`stage_images`][pixelfold.tools.stage_images].
+        stages: ``(N, S, C, H, W)`` from [`stage_images`][pixelfold.tools.stage_images]
+            (shown as RGB, see ``to_rgb``).
         seeds: seeds of the rows, for the labels.
         stage_resolutions: native resolution of each stage, for the column labels.
         labels: draw ``seed N`` on the left and ``stage K (RxR)`` on top.
     """
     N, S, _, h, w = stages.shape
-    u8 = _to_uint8(stages)
+    u8 = _rgb_uint8(stages)
     cells = {(n, s): u8[n, s] for n in range(N) for s in range(S)}
     kwargs = {}
     if labels:
@@ -303,19 +323,23 @@ def _atomic(path: str | os.PathLike, write) -> Path:
 
 
 def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
-    """Write a PIL image or a ``(3, H, W)`` tensor in ``[-1, 1]`` atomically; the format
-    follows the suffix (``.png``, ``.jpg``, ...)."""
+    """Write a PIL image or a ``(C, H, W)`` tensor in ``[-1, 1]`` atomically (mode ``L``,
+    ``RGB`` or ``RGBA``, see [`to_pil`][pixelfold.tools.to_pil]); the format follows the suffix
+    (``.png``, ``.jpg``, ...; JPEG has no alpha: an RGBA image is composited over white)."""
     if isinstance(image, torch.Tensor):
         image = to_pil(image)
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {path} from its suffix")
+    if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
     return _atomic(path, lambda tmp: image.save(tmp, format=fmt))
 
 
 def _frames(frames: Sequence[Image.Image] | torch.Tensor) -> list[Image.Image]:
     if isinstance(frames, torch.Tensor):
-        frames = [to_pil(f) for f in frames]
+        frames = [_pil(f) for f in _rgb_uint8(frames)]
     frames = list(frames)
     if not frames:
         raise ValueError("no frames to write")
@@ -330,7 +354,7 @@ def save_gif(frames: Sequence[Image.Image] | torch.Tensor, path: str | os.PathLi
     Pillow merges consecutive identical frames into one longer frame.
 
     Args:
-        frames: PIL images or ``(F, 3, H, W)`` in ``[-1, 1]``.
+        frames: PIL images or ``(F, C, H, W)`` in ``[-1, 1]`` (made RGB, see ``to_rgb``).
         path: the ``.gif`` to write.
         fps: frames per second.
         loop: loop forever (else play once).

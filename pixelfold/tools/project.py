@@ -53,6 +53,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..models import Generator
+from ..utils.channels import to_rgb
 from ..utils.errors import ConfigError
 from ..utils.files import atomic_write_bytes
 from .images import check_batch_memory, check_finite_images
@@ -136,39 +137,39 @@ def target_names(paths: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
-def _fit(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+def _fit(image: Image.Image, size: tuple[int, int], image_channels: int = 3) -> torch.Tensor:
     """An 8-bit image center-cropped to the aspect ratio of ``size`` ``(H, W)`` and resized
-    to it (Lanczos), in ``[-1, 1]``."""
-    from ..training.data import preprocess_image
+    to it (Lanczos), in ``[-1, 1]``, with ``image_channels`` channels."""
+    from ..training.data import convert_image, preprocess_image
 
     h, w = size
     if h == w:  # every color mode, 16-bit and float images included
-        return preprocess_image(image, h, resize_filter="lanczos")
+        return preprocess_image(image, h, resize_filter="lanczos", image_channels=image_channels)
     if image.mode.startswith("I") or image.mode == "F":
         raise ValueError(f"a {image.mode} (more than 8 bits) image can only be projected "
                          f"into a square model; this one is {h}x{w}")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    image = ImageOps.fit(image.convert("RGB"), (w, h), Image.Resampling.LANCZOS)
+    image = ImageOps.fit(convert_image(image, image_channels), (w, h), Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
-def load_targets(paths: Sequence[str | os.PathLike], resolution: tuple[int, int] | int
-                 ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+def load_targets(paths: Sequence[str | os.PathLike], resolution: tuple[int, int] | int,
+                 image_channels: int = 3) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Read target images for [`project`][pixelfold.tools.project] as NVlabs' projector does:
     converted to RGB (transparency over white), the center cropped to the model's aspect
-    ratio and resized to its resolution with a Lanczos filter.
+    ratio and resized to its resolution with a Lanczos filter. A grayscale or RGBA model gets
+    its own channels instead, by the data pipeline's rule
+    ([`convert_image`][pixelfold.training.data.convert_image]).
 
     Args:
         paths: image files.
         resolution: the model's ``(H, W)`` (or one int for a square model).
+        image_channels: the model's channels (1, 3 or 4).
 
     Returns:
-        ``(targets (N, 3, H, W) in [-1, 1], [(width, height) of each file])``: the original
+        ``(targets (N, C, H, W) in [-1, 1], [(width, height) of each file])``: the original
         sizes say which targets were cropped or resized.
 
     Raises:
@@ -185,7 +186,7 @@ def load_targets(paths: Sequence[str | os.PathLike], resolution: tuple[int, int]
             with Image.open(path) as image:
                 image.load()
                 sizes.append(image.size)
-                images.append(_fit(image, size))  # type: ignore[arg-type]
+                images.append(_fit(image, size, image_channels))  # type: ignore[arg-type]
         except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise ValueError(f"{path} is not an image Pillow can read ({reason})") from None
@@ -274,7 +275,7 @@ class _Distance:
                 self.target_features = self._features(self.targets)
 
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float() + 1) * 127.5
+        x = (to_rgb(images.float()) + 1) * 127.5  # VGG16 reads RGB
         if tuple(x.shape[2:]) == self.size:
             return x
         if self.size[0] < x.shape[2]:
@@ -321,10 +322,12 @@ def image_distance(images: torch.Tensor, targets: torch.Tensor, *, distance: str
                    vgg16_weights: str | os.PathLike | None = None) -> torch.Tensor:
     """The distance [`project`][pixelfold.tools.project] minimizes, per image: LPIPS-VGG16 at
     [`lpips_size`][pixelfold.tools.lpips_size] of images in ``[0, 255]``, or the mean squared
-    difference of ``[-1, 1]`` pixels.
+    difference of ``[-1, 1]`` pixels. LPIPS sees grayscale and RGBA images as RGB
+    ([`to_rgb`][pixelfold.utils.channels.to_rgb]: repeated, over white); MSE compares every
+    channel, alpha included.
 
     Args:
-        images: ``(N, 3, H, W)`` in ``[-1, 1]``.
+        images: ``(N, C, H, W)`` in ``[-1, 1]``, ``C`` = 1, 3 or 4.
         targets: the same shape.
         distance: ``"lpips"`` or ``"mse"``.
         lpips: see [`project`][pixelfold.tools.project].
@@ -334,9 +337,9 @@ def image_distance(images: torch.Tensor, targets: torch.Tensor, *, distance: str
     Returns:
         ``(N,)`` float32 on the images' device (differentiable with respect to ``images``).
     """
-    if images.shape != targets.shape or images.ndim != 4 or images.shape[1] != 3:
+    if images.shape != targets.shape or images.ndim != 4 or images.shape[1] not in (1, 3, 4):
         raise ConfigError(f"images {tuple(images.shape)} and targets {tuple(targets.shape)} "
-                          f"must be (N, 3, H, W) of one shape")
+                          f"must be (N, C, H, W) of one shape, C = 1, 3 or 4")
     lpips = _check_distance(distance, lpips, lpips_weights, vgg16_weights, False)
     if lpips is not None:
         lpips = lpips.to(images.device)
@@ -345,10 +348,11 @@ def image_distance(images: torch.Tensor, targets: torch.Tensor, *, distance: str
 
 def _check_targets(G: Generator, targets: torch.Tensor, what: str = "targets") -> torch.Tensor:
     h, w = G.resolution
+    c = getattr(G, "image_channels", 3)
     if not isinstance(targets, torch.Tensor) or targets.ndim != 4 \
-            or tuple(targets.shape[1:]) != (3, h, w) or targets.shape[0] == 0:
+            or tuple(targets.shape[1:]) != (c, h, w) or targets.shape[0] == 0:
         shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets)
-        raise ConfigError(f"{what} must be (N, 3, {h}, {w}) images in [-1, 1] with N >= 1, "
+        raise ConfigError(f"{what} must be (N, {c}, {h}, {w}) images in [-1, 1] with N >= 1, "
                           f"got {shape}")
     if not bool(torch.isfinite(targets).all()):
         raise ConfigError(f"{what} hold NaN or infinite values")

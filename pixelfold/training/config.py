@@ -59,9 +59,18 @@ class TrainConfig(SpecMixin):
         image_column: image column of the dataset (auto-detected when ``None``).
         split: dataset split.
         streaming: stream the dataset.
-        resolution: training resolution (must equal the generator's).
+        resolution: training resolution: one side (a square, which must equal the generator's)
+            or ``(height, width)`` (``"HxW"`` on the command line). A rectangular resolution
+            with a square preset or config reshapes it with
+            [`GeneratorSpec.with_resolution`][pixelfold.models.GeneratorSpec.with_resolution]
+            (a one-line error names the divisibility each stage needs); see [Image
+            shapes](../training/image-shapes.md).
         preset: generator preset name.
         generator_config: path to a generator ``config.json`` (overrides ``preset``).
+        image_channels: channels of the images to train on: 1 (grayscale), 3 (RGB) or 4
+            (RGBA); ``None``: the generator's (3 for every preset). The generator's ToRGB
+            layers and D's from-RGB layer get this width; the data are converted to it (see
+            [`preprocess_image`][pixelfold.training.data.preprocess_image]).
         d_channels: discriminator width by resolution, e.g. ``{32: 64, 16: 64, 8: 64, 4: 64}``,
             on the command line ``32:64,16:64,8:64,4:64`` (``None``: the StyleGAN2 table).
         batch_size: images per device per optimizer step (before accumulation).
@@ -147,7 +156,9 @@ class TrainConfig(SpecMixin):
     image_column: str | None = None
     split: str = "train"
     streaming: bool = False
-    resolution: int = 256
+    resolution: int | tuple[int, int] = 256
+    #: channels of the images: 1, 3 or 4; None: the generator's
+    image_channels: int | None = None
     preset: str = "pixelfolder-256"
     generator_config: str | None = None
     d_channels: dict[int, int] | None = None
@@ -208,17 +219,31 @@ class TrainConfig(SpecMixin):
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1
                                       for b in betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        for name in ("resolution", "batch_size", "gradient_accumulation_steps", "max_steps",
-                     "d_reg_interval", "g_reg_interval", "checkpointing_steps", "sample_every",
-                     "num_samples", "log_every", "ada_interval", "metrics_num_gen",
-                     "metrics_num_real"):
+        if isinstance(self.resolution, (str, list, tuple)):
+            from ..models.spec import parse_resolution
+
+            h, w = parse_resolution(self.resolution)
+            self.resolution = h if h == w else (h, w)
+        square = not isinstance(self.resolution, tuple)
+        for name in (("resolution",) if square else ()) + (
+                "batch_size", "gradient_accumulation_steps", "max_steps", "d_reg_interval",
+                "g_reg_interval", "checkpointing_steps", "sample_every", "num_samples",
+                "log_every", "ada_interval", "metrics_num_gen", "metrics_num_real"):
             check_int(getattr(self, name), name)
         check_int(self.num_workers, "num_workers", low=0)
         check_int(self.checkpoints_total_limit, "checkpoints_total_limit", optional=True)
         check_int(self.jpeg_quality, "jpeg_quality", high=100, optional=True)
         check_int(self.seed, "seed", low=0, high=2**32 - 1)  # NumPy's seed range
-        if self.resolution & (self.resolution - 1):
+        if not square:
+            from ..models.discriminator import check_resolution
+
+            check_resolution(self.resolution)  # D's rule for rectangles, with its message
+        elif self.resolution & (self.resolution - 1):
             raise ConfigError(f"resolution must be a power of two, got {self.resolution}")
+        if self.image_channels is not None and (isinstance(self.image_channels, bool) or
+                                                self.image_channels not in (1, 3, 4)):
+            raise ConfigError(f"image_channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got "
+                              f"{self.image_channels!r}")
         for name in ("kimg", "lr", "ema_rampup", "ada_kimg", "metrics_every_kimg"):
             check_number(getattr(self, name), name, low=0, low_open=True, optional=True)
         for name in ("r1_gamma", "pl_weight", "ema_kimg"):
@@ -245,10 +270,11 @@ class TrainConfig(SpecMixin):
         from .data import RESIZE_FILTERS
 
         check_choice(self.resize_filter, "resize_filter", RESIZE_FILTERS)
-        blocks = self.resolution.bit_length() - 3  # D's residual blocks: resolution .. 8
+        blocks = min(self.size).bit_length() - 3  # D's residual blocks: resolution .. 8
         if isinstance(self.freeze_d, bool) or not isinstance(self.freeze_d, int) \
                 or not 0 <= self.freeze_d <= blocks:
-            raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution {self.resolution} "
+            raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution "
+                              f"{'x'.join(map(str, self.size)) if not square else self.resolution} "
                               f"(the discriminator's residual blocks, counted from the image), "
                               f"got {self.freeze_d!r}")
         if self.freeze_d and not (self.init_from or self.resume_from_checkpoint):
@@ -270,10 +296,17 @@ class TrainConfig(SpecMixin):
         if self.d_channels is not None:
             self.d_channels = {int(k): int(v) for k, v in self.d_channels.items()}
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of ``resolution``."""
+        r = self.resolution
+        return (r, r) if isinstance(r, int) else (int(r[0]), int(r[1]))
+
     def resolved_r1_gamma(self, batch_total: int) -> float:
         """``r1_gamma``, with ``"auto"`` resolved for ``batch_total`` images per step."""
         if self.r1_gamma == "auto":
-            return 0.0002 * self.resolution ** 2 / batch_total
+            h, w = self.size
+            return 0.0002 * h * w / batch_total
         return float(self.r1_gamma)
 
     def resolved_ema_kimg(self, batch_total: int) -> float:
@@ -291,6 +324,12 @@ def _d_channels(text: str) -> dict[int, int]:
         raise argparse.ArgumentTypeError(
             f"--d-channels expects RES:CH pairs separated by commas, e.g. 32:64,16:64, "
             f"got {text!r}") from None
+
+
+def _resolution(text: str) -> int | str:
+    """``--resolution``: one side, or ``HxW`` (checked by ``TrainConfig``)."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text
 
 
 def _optional_int(text: str) -> int | None:
@@ -323,10 +362,12 @@ _PARSERS: dict[str, Any] = {
     "int": int, "float": float, "str": str, "str | None": str,
     "int | None": _optional_int, "float | None": _optional_float, "float | str": _float_or_auto,
     "tuple[float, float]": _betas, "dict[int, int] | None": _d_channels,
+    "int | tuple[int, int]": _resolution,
 }
 """How the command line reads a value of each field type of ``TrainConfig``."""
 
-_METAVARS = {"d_channels": "RES:CH,...", "betas": "B1,B2", "metrics": "LIST",
+_METAVARS = {"resolution": "N|HxW", "image_channels": "C", "d_channels": "RES:CH,...",
+             "betas": "B1,B2", "metrics": "LIST",
              "init_from": "MODEL", "freeze_d": "N", "inception_weights": "PATH",
              "vgg16_weights": "PATH", "lpips_weights": "PATH", "dinov2_weights": "PATH"}
 

@@ -2,9 +2,11 @@
 
 [`load_image_dataset`][pixelfold.training.data.load_image_dataset] opens a Hub dataset, a
 local image folder (``imagefolder``) or a folder written by ``Dataset.save_to_disk``;
-[`ImageDataset`][pixelfold.training.data.ImageDataset] decodes, converts to RGB,
-resizes, center-crops and scales images to ``[-1, 1]``, skipping unreadable or truncated files
-(each skip is counted; the first one is reported with one warning).
+[`ImageDataset`][pixelfold.training.data.ImageDataset] decodes, converts to the model's
+channels (grayscale, RGB or RGBA: see
+[`preprocess_image`][pixelfold.training.data.preprocess_image]), resizes, center-crops to
+``H x W`` and scales images to ``[-1, 1]``, skipping unreadable or truncated files (each skip
+is counted; the first one is reported with one warning).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..utils.errors import DataError
 __all__ = [
     "RESIZE_FILTERS",
     "ImageDataset",
+    "convert_image",
     "IterableImageDataset",
     "digits_dataset",
     "find_image_column",
@@ -128,17 +131,29 @@ def find_image_column(features: Any, image_column: str | None = None) -> str:
 
 def preprocess_image(
     image: Image.Image,
-    resolution: int,
+    resolution: int | tuple[int, int],
     *,
     resize_filter: str = "box",
     jpeg_quality: int | None = None,
+    image_channels: int = 3,
 ) -> torch.Tensor:
-    """Convert one PIL image to a ``(3, resolution, resolution)`` float tensor in ``[-1, 1]``.
+    """Convert one PIL image to an ``(image_channels, H, W)`` float tensor in ``[-1, 1]``.
 
-    Grayscale, RGBA (composited over white), CMYK and palette images are converted to RGB; the
-    shorter side is resized to ``resolution`` with ``resize_filter``, then the center is
-    cropped. ``jpeg_quality`` re-encodes the image as JPEG first (the PixelFolder authors
-    trained on images re-encoded at quality 85).
+    ``resolution`` is one side (a square) or ``(H, W)``. The image is scaled so that it covers
+    ``H x W`` (for a square: its shorter side resized to ``resolution``) with
+    ``resize_filter``, then the center is cropped. ``jpeg_quality`` re-encodes the image as
+    JPEG first (the PixelFolder authors trained on images re-encoded at quality 85; an alpha
+    channel is kept as it is, JPEG having none).
+
+    One rule converts any image to the model's ``image_channels``: transparency is composited
+    over white when the model has no alpha channel, color becomes luma when it has no color.
+
+    * 3 (RGB): grayscale, CMYK and palette images become RGB; RGBA, LA and transparent palette
+      images are composited over white.
+    * 1 (grayscale): as for RGB, then PIL's ITU-R 601-2 luma ``L = 0.299 R + 0.587 G +
+      0.114 B``.
+    * 4 (RGBA, straight alpha): images with transparency (RGBA, LA, palette) keep it; images
+      without get an opaque alpha (255); grayscale is repeated into R, G and B.
 
     Single-channel images of more than 8 bits keep their precision: 16-bit integer images
     (modes ``I;16*``, and ``I``, which is how Pillow opens 16-bit PNGs) are read as
@@ -149,42 +164,83 @@ def preprocess_image(
     if resize_filter not in RESIZE_FILTERS:
         raise ValueError(f"resize_filter must be one of {sorted(RESIZE_FILTERS)}, "
                          f"got {resize_filter!r}")
+    if image_channels not in (1, 3, 4):
+        raise ValueError(f"image_channels must be 1, 3 or 4, got {image_channels!r}")
+    size = _size(resolution)
     if image.mode.startswith("I") or image.mode == "F":
-        return _preprocess_high_depth(image, resolution, resize_filter, jpeg_quality)
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+        return _preprocess_high_depth(image, size, resize_filter, jpeg_quality, image_channels)
+    image = convert_image(image, image_channels)
     if jpeg_quality is not None:
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=jpeg_quality)
-        buf.seek(0)
-        image = Image.open(buf).convert("RGB")
-    image = _resize_and_crop(image, resolution, resize_filter)
+        image = _jpeg(image, jpeg_quality)
+    image = _resize_and_crop(image, size, resize_filter)
     array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float()
     return tensor / 127.5 - 1.0
 
 
-def _resize_and_crop(image: Image.Image, resolution: int, resize_filter: str) -> Image.Image:
-    """The shorter side resized to ``resolution``, then the center ``resolution`` square."""
+def convert_image(image: Image.Image, image_channels: int = 3) -> Image.Image:
+    """An 8-bit PIL image in the mode of ``image_channels`` (``L``, ``RGB`` or ``RGBA``), by
+    the rule of [`preprocess_image`][pixelfold.training.data.preprocess_image]: transparency
+    composited over white unless the model has alpha, luma unless it has color, an opaque
+    alpha for images without one."""
+    if image_channels not in (1, 3, 4):
+        raise ValueError(f"image_channels must be 1, 3 or 4, got {image_channels!r}")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image_channels == 4:
+        return image if image.mode == "RGBA" else image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    if image.mode != "RGB" and not (image_channels == 1 and image.mode == "L"):
+        image = image.convert("RGB")
+    mode = "L" if image_channels == 1 else "RGB"
+    return image if image.mode == mode else image.convert(mode)
+
+
+def _size(resolution: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``(H, W)`` of a side or a pair."""
+    if isinstance(resolution, (tuple, list)):
+        h, w = resolution
+        return int(h), int(w)
+    return int(resolution), int(resolution)
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` re-encoded as JPEG at ``quality``; an alpha channel is kept as it is."""
+    alpha = image.getchannel("A") if image.mode == "RGBA" else None
+    buf = io.BytesIO()
+    image.convert("RGB" if alpha is not None else image.mode).save(buf, format="JPEG",
+                                                                    quality=quality)
+    buf.seek(0)
+    decoded = Image.open(buf).convert("RGB" if image.mode != "L" else "L")
+    if alpha is not None:
+        decoded.putalpha(alpha)
+    return decoded
+
+
+def _resize_and_crop(image: Image.Image, resolution: int | tuple[int, int],
+                     resize_filter: str) -> Image.Image:
+    """Scaled to cover ``(H, W)`` (a square: the shorter side resized to it), then the
+    center ``H x W``."""
+    out_h, out_w = _size(resolution)
     w, h = image.size
-    scale = resolution / min(w, h)
-    new_size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+    scale = max(out_w / w, out_h / h)
+    new_size = (max(out_w, round(w * scale)), max(out_h, round(h * scale)))
     if new_size != (w, h):
         image = image.resize(new_size, RESIZE_FILTERS[resize_filter])
     w, h = image.size
-    left, top = (w - resolution) // 2, (h - resolution) // 2
-    return image.crop((left, top, left + resolution, top + resolution))
+    left, top = (w - out_w) // 2, (h - out_h) // 2
+    return image.crop((left, top, left + out_w, top + out_h))
 
 
-def _preprocess_high_depth(image: Image.Image, resolution: int, resize_filter: str,
-                           jpeg_quality: int | None) -> torch.Tensor:
+def _preprocess_high_depth(image: Image.Image, size: tuple[int, int], resize_filter: str,
+                           jpeg_quality: int | None, image_channels: int) -> torch.Tensor:
     """Grayscale images of 16-bit integers or 32-bit floats, scaled to ``[-1, 1]`` without
-    going through 8 bits (unless JPEG re-encoding asks for it)."""
+    going through 8 bits (unless JPEG re-encoding asks for it); repeated into R, G and B for
+    color models, with an opaque alpha for RGBA ones."""
     array = np.asarray(image, dtype=np.float64)
     full = 1.0 if image.mode == "F" else 65535.0
     lo, hi = float(array.min()), float(array.max())
@@ -195,11 +251,17 @@ def _preprocess_high_depth(image: Image.Image, resolution: int, resize_filter: s
     gray = Image.fromarray((array * (255.0 / full)).astype(np.float32), mode="F")
     if jpeg_quality is not None:
         eight = Image.fromarray(np.asarray(gray).round().clip(0, 255).astype(np.uint8), "L")
-        return preprocess_image(eight, resolution, resize_filter=resize_filter,
-                                jpeg_quality=jpeg_quality)
-    gray = _resize_and_crop(gray, resolution, resize_filter)
+        return preprocess_image(eight, size, resize_filter=resize_filter,
+                                jpeg_quality=jpeg_quality, image_channels=image_channels)
+    gray = _resize_and_crop(gray, size, resize_filter)
     plane = torch.from_numpy(np.asarray(gray, dtype=np.float32).copy()).clamp(0, 255)
-    return (plane / 127.5 - 1.0).expand(3, -1, -1).contiguous()
+    plane = plane / 127.5 - 1.0
+    if image_channels == 1:
+        return plane[None].contiguous()
+    color = plane.expand(3, -1, -1)
+    if image_channels == 4:
+        color = torch.cat([color, torch.ones_like(plane)[None]])
+    return color.contiguous()
 
 
 def _open(value: Any) -> Image.Image:
@@ -246,14 +308,17 @@ class ImageDataset(torch.utils.data.Dataset):
 
     Args:
         dataset: a ``datasets.Dataset`` with an image column.
-        resolution: output side.
+        resolution: output side, or ``(H, W)``.
         image_column: image column name (auto-detected when ``None``).
         resize_filter: see [`preprocess_image`][pixelfold.training.data.preprocess_image].
         jpeg_quality: optional JPEG re-encoding quality.
+        image_channels: channels of the output (1, 3 or 4): every image is converted to them
+            as [`preprocess_image`][pixelfold.training.data.preprocess_image] says.
     """
 
-    def __init__(self, dataset: Any, resolution: int, *, image_column: str | None = None,
-                 resize_filter: str = "box", jpeg_quality: int | None = None) -> None:
+    def __init__(self, dataset: Any, resolution: int | tuple[int, int], *,
+                 image_column: str | None = None, resize_filter: str = "box",
+                 jpeg_quality: int | None = None, image_channels: int = 3) -> None:
         import datasets
 
         self.column = find_image_column(dataset.features, image_column)
@@ -265,6 +330,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.resolution = resolution
         self.resize_filter = resize_filter
         self.jpeg_quality = jpeg_quality
+        self.image_channels = image_channels
         self._counter = _SkipCounter()
         self._bad: set[int] = set()
         ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -287,7 +353,8 @@ class ImageDataset(torch.utils.data.Dataset):
             try:
                 return preprocess_image(_open(value), self.resolution,
                                         resize_filter=self.resize_filter,
-                                        jpeg_quality=self.jpeg_quality)
+                                        jpeg_quality=self.jpeg_quality,
+                                        image_channels=self.image_channels)
             except Exception as exc:  # unreadable, truncated, unsupported
                 self._bad.add(i)
                 self._counter.skip(_describe(value), exc)
@@ -305,7 +372,8 @@ class ImageDataset(torch.utils.data.Dataset):
             value = self.dataset[i][self.column]
             try:
                 preprocess_image(_open(value), self.resolution, resize_filter=self.resize_filter,
-                                 jpeg_quality=self.jpeg_quality)
+                                 jpeg_quality=self.jpeg_quality,
+                                 image_channels=self.image_channels)
                 return
             except Exception as exc:  # unreadable, truncated, unsupported
                 self._bad.add(i)
@@ -320,9 +388,10 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
     """Streaming counterpart of [`ImageDataset`][pixelfold.training.data.ImageDataset] for a
     ``datasets.IterableDataset``; loops over the stream forever, skipping unreadable images."""
 
-    def __init__(self, dataset: Any, resolution: int, *, image_column: str | None = None,
-                 resize_filter: str = "box", jpeg_quality: int | None = None,
-                 seed: int = 0, shuffle_buffer: int = 1000) -> None:
+    def __init__(self, dataset: Any, resolution: int | tuple[int, int], *,
+                 image_column: str | None = None, resize_filter: str = "box",
+                 jpeg_quality: int | None = None, seed: int = 0, shuffle_buffer: int = 1000,
+                 image_channels: int = 3) -> None:
         import datasets
 
         self.column = find_image_column(dataset.features, image_column)
@@ -334,6 +403,7 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
         self.resolution = resolution
         self.resize_filter = resize_filter
         self.jpeg_quality = jpeg_quality
+        self.image_channels = image_channels
         self._counter = _SkipCounter()
         self.epoch = 0
 
@@ -357,7 +427,8 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
                     image = _open(value)
                     yield preprocess_image(image, self.resolution,
                                            resize_filter=self.resize_filter,
-                                           jpeg_quality=self.jpeg_quality)
+                                           jpeg_quality=self.jpeg_quality,
+                                           image_channels=self.image_channels)
                     produced += 1
                 except Exception as exc:
                     self._counter.skip(_describe(value), exc)
@@ -366,10 +437,11 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
             self.epoch += 1
 
 
-def digits_dataset(resolution: int = 32):
+def digits_dataset(resolution: int | tuple[int, int] = 32):
     """scikit-learn's 1,797 handwritten digits (8x8, 17 gray levels) as a ``datasets.Dataset``
-    of RGB PIL images upsampled to ``resolution`` (bicubic): a real dataset that ships inside a
-    pip package, for fully offline training."""
+    of RGB PIL images upsampled to ``resolution`` (one side, or ``(H, W)``: the digit is
+    stretched) with a bicubic filter: a real dataset that ships inside a pip package, for fully
+    offline training (a grayscale model reads them back as the exact gray levels)."""
     import datasets
     from sklearn.datasets import load_digits
 
@@ -377,8 +449,8 @@ def digits_dataset(resolution: int = 32):
     images = []
     for arr in digits.images:
         gray = (255 - arr * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # dark ink on white
-        img = Image.fromarray(gray, mode="L").resize((resolution, resolution),
-                                                     Image.Resampling.BICUBIC)
+        h, w = _size(resolution)
+        img = Image.fromarray(gray, mode="L").resize((w, h), Image.Resampling.BICUBIC)
         images.append(img.convert("RGB"))
     features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
     return datasets.Dataset.from_dict(

@@ -43,6 +43,7 @@ from torch import nn
 
 from ..models import Discriminator, DiscriminatorSpec, Generator, GeneratorSpec, presets
 from ..models.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict
+from ..models.spec import format_resolution
 from ..utils.errors import CheckpointError, ConfigError
 from ..utils.tensors import check_finite
 
@@ -87,7 +88,8 @@ class InitWeights:
     def architecture_flags(self) -> str:
         """The training flags that select this generator's architecture."""
         spec = self.generator.spec
-        h = spec.resolution[0]
+        h, w = spec.resolution
+        h = h if h == w else f"{h}x{w}"  # type: ignore[assignment]
         if spec.name in presets.names() and presets.get(spec.name).to_dict() == spec.to_dict():
             return f"--preset {spec.name} --resolution {h}"
         if self.generator_config:
@@ -280,12 +282,13 @@ def check_init_weights(init: InitWeights, generator_spec: GeneratorSpec,
     d_theirs, d_ours = _d_architecture(D.spec), _d_architecture(discriminator_spec)
     if d_theirs != d_ours:
         r, s = D.spec.resolution, discriminator_spec.resolution
+        theirs_size, ours_size = format_resolution(r), format_resolution(s)
         same_widths = _widths(D.spec) == _widths(discriminator_spec)
         hint = (f"pass --d-channels {_widths(D.spec)}" if not same_widths and r == s else
                 f"they differ in {', '.join(_differences(d_theirs, d_ours))}")
-        raise ConfigError(f"--init-from {init.source} has a discriminator for {r}x{r} images "
-                          f"with widths {_widths(D.spec)}; this run's is for {s}x{s} with widths "
-                          f"{_widths(discriminator_spec)}: {hint}")
+        raise ConfigError(f"--init-from {init.source} has a discriminator for {theirs_size} "
+                          f"images with widths {_widths(D.spec)}; this run's is for {ours_size} "
+                          f"with widths {_widths(discriminator_spec)}: {hint}")
 
 
 def apply_init_weights(init: InitWeights, generator: nn.Module, generator_ema: nn.Module,
@@ -322,8 +325,9 @@ def freeze_discriminator(discriminator: Discriminator, n: int) -> list[str]:
     """
     blocks = len(discriminator.blocks)
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= blocks:
-        r = discriminator.resolution
-        raise ConfigError(f"--freeze-d must be in 0..{blocks} at {r}x{r} (the discriminator's "
+        size = format_resolution(discriminator.spec.resolution)
+        r = discriminator.spec.short_side
+        raise ConfigError(f"--freeze-d must be in 0..{blocks} at {size} (the discriminator's "
                           f"{blocks} residual blocks, {r} down to 8, counted from the image), "
                           f"got {n!r}")
     if n == 0:

@@ -29,6 +29,7 @@ such and leaves no partial checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -300,12 +301,16 @@ class GANTrainer:
                 raise ConfigError(f"--generator-config {path}: {one_line(exc)}") from None
         else:
             spec = presets.get(c.preset)
+        if isinstance(c.resolution, tuple) and spec.resolution != c.size:
+            spec = spec.with_resolution(c.size)  # a rectangular run of a square architecture
+        if c.image_channels is not None and c.image_channels != spec.image_channels:
+            spec = dataclasses.replace(spec, image_channels=c.image_channels)
         G = Generator(spec)
-        if G.resolution != (c.resolution, c.resolution):
+        if G.resolution != c.size:
             raise ConfigError(f"the generator makes {G.resolution[0]}x{G.resolution[1]} images "
                               f"but --resolution is {c.resolution}")
         try:
-            dspec = DiscriminatorSpec(resolution=c.resolution,
+            dspec = DiscriminatorSpec(resolution=c.resolution, image_channels=spec.image_channels,
                                       **({"channels": c.d_channels} if c.d_channels else {}))
         except ValueError as exc:
             raise ConfigError(f"--d-channels: {one_line(exc)}" if c.d_channels
@@ -327,18 +332,20 @@ class GANTrainer:
     def _build_data(self, dataset: Any) -> Any:
         c = self.config
         if dataset is None:
-            dataset = digits_dataset(c.resolution) if c.dataset == "digits" else \
+            dataset = digits_dataset(c.size) if c.dataset == "digits" else \
                 load_image_dataset(c.dataset, split=c.split, streaming=c.streaming)
         import datasets
 
         if isinstance(dataset, datasets.IterableDataset):
-            ds = IterableImageDataset(dataset, c.resolution, image_column=c.image_column,
+            ds = IterableImageDataset(dataset, c.size, image_column=c.image_column,
                                       resize_filter=c.resize_filter,
-                                      jpeg_quality=c.jpeg_quality, seed=c.seed)
+                                      jpeg_quality=c.jpeg_quality, seed=c.seed,
+                                      image_channels=self.G.image_channels)
             shuffle = False
         else:
-            ds = ImageDataset(dataset, c.resolution, image_column=c.image_column,
-                              resize_filter=c.resize_filter, jpeg_quality=c.jpeg_quality)
+            ds = ImageDataset(dataset, c.size, image_column=c.image_column,
+                              resize_filter=c.resize_filter, jpeg_quality=c.jpeg_quality,
+                              image_channels=self.G.image_channels)
             shuffle = True
             ds.probe()
             processes = self.accelerator.num_processes
@@ -386,11 +393,12 @@ class GANTrainer:
         c = self.config
         device = self.accelerator.device
         free = available_memory(device)
-        if free is None or 100 * c.batch_size * 3 * c.resolution ** 2 * 4 < free:
+        h, w = c.size
+        if free is None or 100 * c.batch_size * self.G.image_channels * h * w * 4 < free:
             return
         need = estimate_step_bytes(self.G.spec, self.D.spec, c.batch_size)
         check_fits(need, f"a training step of --batch-size {c.batch_size} at "
-                   f"{c.resolution}x{c.resolution}", device=device,
+                   f"{h}x{w}", device=device,
                    hint="use a smaller --batch-size (and --gradient-accumulation-steps to keep "
                         "the total batch)")
 

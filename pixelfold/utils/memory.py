@@ -216,7 +216,8 @@ def generator_values(spec: Any) -> int:
             else:
                 total += styled(cin, first, k, rh * rw if st.noise else None)
             total += styled(mid, cout, k, out_noise)
-            total += 3 * cout + wd * cout + cout + 3  # ToRGB: 1x1 ModConv (no bias) + bias
+            c = spec.image_channels  # ToRGB: 1x1 ModConv (no bias) + bias
+            total += c * cout + wd * cout + cout + c
             if rgb_res is not None and (oh, ow) != rgb_res:
                 total += len(spec.blur_kernel) ** 2  # the skip upsampler's kernel
             rgb_res = (oh, ow)
@@ -228,14 +229,16 @@ def discriminator_values(spec: Any) -> int:
     """Number of values in the parameters and buffers of ``Discriminator(spec)``, from the
     [`DiscriminatorSpec`][pixelfold.models.DiscriminatorSpec] alone."""
     ch, taps = spec.channels, len(spec.blur_kernel) ** 2
-    total = spec.image_channels * ch[spec.resolution] + ch[spec.resolution]
+    side = min(spec.size)
+    total = spec.image_channels * ch[side] + ch[side]
     for r in spec.block_resolutions:
         cin, cout = ch[r], ch[r // 2]
         total += cin * cin * 9 + cin  # 3x3 conv + bias
         total += taps + cout * cin * 9 + cout  # blur, stride-2 3x3 conv + bias
         total += taps + cout * cin  # skip: blur, stride-2 1x1 conv
     c4, f = ch[4], spec.mbstd_num_channels
-    total += c4 * (c4 + f) * 9 + c4 + c4 * c4 * 16 + c4 + c4 + 1
+    fh, fw = spec.final_size
+    total += c4 * (c4 + f) * 9 + c4 + c4 * c4 * fh * fw + c4 + c4 + 1
     return total
 
 

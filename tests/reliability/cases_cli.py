@@ -252,11 +252,11 @@ CASES = [
          message=r"error: model/config\.json: the generator .* needs about [\d.]+ GiB",
          leaves=MODEL_ONLY, setup=_model_with_config(_huge_resolution),
          check=_only("model")),
-    Case(name="config-image-channels", area="models", what='`"image_channels": 1` in a config',
+    Case(name="config-image-channels", area="models", what='`"image_channels": 2` in a config',
          argv=["pixelfold", "generate", "model", "--seeds", "0", "--out", "o"], status=2,
-         message=r"error: model/config\.json: GeneratorSpec: image_channels must be 3 \(RGB\): "
-                 r"grayscale and RGBA generators are not supported yet, got 1$",
-         leaves=MODEL_ONLY, setup=_model_with_config(lambda c: c.update(image_channels=1)),
+         message=r"error: model/config\.json: GeneratorSpec: image_channels must be 1 "
+                 r"\(grayscale\), 3 \(RGB\) or 4 \(RGBA\), got 2$",
+         leaves=MODEL_ONLY, setup=_model_with_config(lambda c: c.update(image_channels=2)),
          check=_only("model")),
     Case(name="convert-onto-a-file", area="convert", what="`convert IN.pt OUT` where OUT is a "
                                                           "file",

@@ -250,10 +250,13 @@ class AugmentPipe(nn.Module):
         hue_max: range of the hue rotation, 1 = full circle.
 
     Images are ``(N, C, H, W)`` floating point, normally in ``[-1, 1]``. Geometric transforms
-    work for any ``C``. Color transforms need ``C == 3`` (RGB) or ``C == 1`` (gray). For gray
-    images, hue and saturation are skipped (neither is drawn), and the other color transforms
-    act as on a gray RGB image whose three outputs are then averaged: brightness adds ``b``,
-    contrast multiplies by ``c`` and luma flip negates the image.
+    work for any ``C``. Color transforms need ``C == 3`` (RGB), ``C == 1`` (gray) or ``C == 4``
+    (RGBA). For gray images, as in NVlabs, hue and saturation are skipped (neither is drawn),
+    and the other color transforms act as on a gray RGB image whose three outputs are then
+    averaged: brightness adds ``b``, contrast multiplies by ``c`` and luma flip negates the
+    image. For RGBA images the color transforms act on R, G and B as for RGB and leave the
+    alpha channel untouched (it is not a color); the geometric ones move all four channels
+    alike. (NVlabs' pipe refuses anything but 1 or 3 channels.)
 
     Raises:
         ConfigError: a multiplier, range or ``p`` that is negative, not a number, or ``p``
@@ -495,9 +498,9 @@ class AugmentPipe(nn.Module):
         if not images.is_floating_point():
             raise ValueError(f"AugmentPipe expects floating point images, got {images.dtype}")
         c = images.shape[1]
-        if c not in (1, 3) and any(getattr(self, t) > 0 for t in _COLOR):
-            raise ValueError(f"AugmentPipe's color transforms need 1 (gray) or 3 (RGB) "
-                             f"channels, got {c}")
+        if c not in (1, 3, 4) and any(getattr(self, t) > 0 for t in _COLOR):
+            raise ValueError(f"AugmentPipe's color transforms need 4 (RGBA), 1 (gray) or 3 "
+                             f"(RGB) channels, got {c}")
 
     def _kernels_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The 2-D up- and downsampling kernels in ``x``'s dtype and device (cached). The
@@ -572,9 +575,13 @@ class AugmentPipe(nn.Module):
         return y
 
     def _recolor(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Execute the color matrices ``m`` (``(N, 4, 4)``, CPU) on ``x``."""
+        """Execute the color matrices ``m`` (``(N, 4, 4)``, CPU) on ``x`` (the RGB channels of
+        RGBA images; alpha is kept)."""
         n, c, h, w = x.shape
         flat = x.reshape(n, c, h * w)
+        if c == 4:
+            rgb = self._recolor(x[:, :3], m)
+            return torch.cat([rgb, x[:, 3:]], dim=1)
         if c == 3:
             mat = m[:, :3, :].to(device=x.device, dtype=x.dtype)
             y = torch.baddbmm(mat[:, :, 3:], mat[:, :, :3], flat)

@@ -20,7 +20,9 @@ the color transforms are element-wise, the translation is two ``gather`` calls o
 zero-padded image (rows, then columns), the cutout a multiplicative mask. All are linear in
 the image up to a constant, and twice differentiable with native PyTorch operations, so R1's
 double backward runs through them. Gray images (``C == 1``) work: saturation is then the
-identity (the channel mean is the pixel itself).
+identity (the channel mean is the pixel itself). For RGBA images (``C == 4``) the color
+transforms act on R, G and B only (the saturation's mean is over those three) and leave alpha
+untouched; translation and cutout move and cut all four channels alike.
 """
 
 from __future__ import annotations
@@ -164,11 +166,16 @@ class DiffAugment(nn.Module):
 
         for name, values in params.steps:
             if name == "color":
+                alpha = x[:, 3:] if x.shape[1] == 4 else None
+                if alpha is not None:
+                    x = x[:, :3]
                 x = x + per_image(values["brightness"])
                 mean = x.mean(dim=1, keepdim=True)
                 x = (x - mean) * per_image(values["saturation"]) + mean
                 mean = x.mean(dim=(1, 2, 3), keepdim=True)
                 x = (x - mean) * per_image(values["contrast"]) + mean
+                if alpha is not None:
+                    x = torch.cat([x, alpha], dim=1)
             elif name == "translation":
                 x = _translate(x, values["shift"])
             else:
