@@ -79,7 +79,8 @@ LAYERS: dict[str, LayerCase] = {
         script="forward takes an optional CoordinateWindow, a dataclass TorchScript cannot "
                "type"),
     "Downsample": LayerCase(
-        lambda **f: L.Downsample((1, 3, 3, 1), 2, **f), lambda g: (_randn(g, 2, 3, 8, 6),), (2, 3, 4, 3),
+        lambda **f: L.Downsample((1, 3, 3, 1), 2, **f), lambda g: (_randn(g, 2, 3, 8, 6),),
+        (2, 3, 4, 3),
         script=_FIR_SCRIPT),
     "EqualConv2d": LayerCase(
         lambda **f: L.EqualConv2d(3, 4, 3, padding=1, **f), lambda g: (_randn(g, 2, 3, 5, 5),),
@@ -153,7 +154,8 @@ LAYERS: dict[str, LayerCase] = {
         lambda g: (_randn(g, 2, 4, 3, 3), _randn(g, 2, 6), _randn(g, 2, 1, 3, 3)),
         (2, 1, 3, 3), script="as ToRGB"),
     "Upsample": LayerCase(
-        lambda **f: L.Upsample((1, 3, 3, 1), 2, **f), lambda g: (_randn(g, 2, 3, 4, 5),), (2, 3, 8, 10),
+        lambda **f: L.Upsample((1, 3, 3, 1), 2, **f), lambda g: (_randn(g, 2, 3, 4, 5),),
+        (2, 3, 8, 10),
         script=_FIR_SCRIPT),
     "Upsample/2d-kernel-factor3": LayerCase(
         lambda **f: L.Upsample(torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]),

@@ -265,8 +265,8 @@ class Upsample(nn.Module):
         if factor < 1:
             raise ValueError(f"factor must be >= 1, got {factor!r}")
         self.factor = factor
-        self.register_buffer("kernel", (make_kernel(kernel) * factor**2).to(device=device, dtype=dtype),
-                             persistent=False)
+        kernel_2d = make_kernel(kernel) * factor**2
+        self.register_buffer("kernel", kernel_2d.to(device=device, dtype=dtype), persistent=False)
         taps = separable_taps(kernel)
         # the per-axis taps of the separable kernel, gain ``factor`` per axis (None: 2-D kernel)
         self.taps = None if taps is None else tuple(t * factor for t in taps)
@@ -302,7 +302,8 @@ class Downsample(nn.Module):
         if factor < 1:
             raise ValueError(f"factor must be >= 1, got {factor!r}")
         self.factor = factor
-        self.register_buffer("kernel", make_kernel(kernel).to(device=device, dtype=dtype), persistent=False)
+        self.register_buffer("kernel", make_kernel(kernel).to(device=device, dtype=dtype),
+                             persistent=False)
         p = self.kernel.shape[0] - factor
         self.pad = ((p + 1) // 2, p // 2)
 
