@@ -266,6 +266,25 @@ class ModelTesterMixin:
         torch.testing.assert_close(self.forward(plain, inputs), self.forward(default, inputs),
                                    rtol=1e-5, atol=self.atol)
 
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+    def test_other_dtypes(self, config, dtype):
+        """The model and its inputs converted to ``dtype`` run in ``dtype`` and agree with
+        float32 (to its precision)."""
+        model = self.build(config)
+        inputs = self.inputs(model)
+        expected = self.forward(model, inputs)
+        (args, kwargs) = inputs
+        args = tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                     else a for a in args)
+        out = self.forward(model.to(dtype), (args, kwargs))
+        assert out.dtype == dtype
+        if dtype == torch.float64:
+            torch.testing.assert_close(out, expected.double(), rtol=1e-4, atol=1e-4)
+        else:
+            scale = expected.abs().max().item()
+            err = (out.float() - expected).abs().max().item()
+            assert err <= 0.1 * scale, f"bfloat16 off by {err:.3g} for outputs up to {scale:.3g}"
+
     # ------------------------------------------------------------ state-dict keys
 
     def test_state_dict_keys_are_pinned(self, config):

@@ -39,8 +39,7 @@ class LayerCase:
     constructor takes them); ``inputs(gen)`` gives the positional arguments in float32 on the
     CPU (floating tensors follow the dtype and device under test, other values pass through);
     ``kwargs`` are the keyword arguments of every call; ``shape`` the output shape.
-    ``script`` is ``None`` for a layer that ``torch.jit.script`` compiles, else why it cannot;
-    ``bfloat16`` likewise.
+    ``script`` is ``None`` for a layer that ``torch.jit.script`` compiles, else why it cannot.
     """
 
     build: Callable[..., nn.Module]
@@ -48,7 +47,6 @@ class LayerCase:
     shape: tuple[int, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
     script: str | None = None
-    bfloat16: str | None = None
 
 
 _MODCONV_SCRIPT = ("forward takes keyword-only arguments and catches (RuntimeError, TypeError, "
@@ -325,7 +323,7 @@ def test_backward_reaches_every_parameter_and_input(name):
         assert p.grad is not None, f"{name}: no gradient for {pname}"
         assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient for {pname}"
     for i, a in enumerate(args):
-        if isinstance(a, torch.Tensor) and not (name.startswith("FourierFeatures")):
+        if isinstance(a, torch.Tensor):
             assert a.grad is not None and torch.isfinite(a.grad).all(), f"{name}: input {i}"
 
 
@@ -375,8 +373,6 @@ def test_float64_forward_matches_float32(name):
 @layer_names
 def test_bfloat16_forward(name):
     case = LAYERS[name]
-    if case.bfloat16 is not None:
-        pytest.skip(case.bfloat16)
     layer = _layer(case)
     expected = _call(layer, case, _inputs(case))
     out = _call(layer.to(torch.bfloat16), case, _inputs(case, torch.bfloat16))
