@@ -266,6 +266,47 @@ class ModelTesterMixin:
         torch.testing.assert_close(self.forward(plain, inputs), self.forward(default, inputs),
                                    rtol=1e-5, atol=self.atol)
 
+    def test_no_grad_and_inference_mode_follow_the_weights(self, config):
+        """Without autograd a model may keep what does not depend on its inputs (the
+        generator's style-free stage input): the output stays that of the model's current
+        weights through ``load_state_dict``, in-place updates (an optimizer step) and
+        conversions."""
+        model, other = self.build(config), self.build(config, seed=1)
+        inputs = self.inputs(model)
+        expected = self.forward(model, inputs)
+        for mode in (torch.no_grad, torch.inference_mode):
+            with mode():
+                assert torch.equal(self.forward(model, inputs), expected), mode.__name__
+                assert torch.equal(self.forward(model, inputs), expected), mode.__name__
+        with torch.no_grad():
+            model.load_state_dict(other.state_dict())
+            assert torch.equal(self.forward(model, inputs), self.forward(other, inputs))
+            for m in (model, other):
+                for p in m.parameters():
+                    p.mul_(0.5)
+            assert torch.equal(self.forward(model, inputs), self.forward(other, inputs))
+            model.double()
+            args = tuple(a.double() if isinstance(a, torch.Tensor) and a.is_floating_point()
+                         else a for a in inputs[0])
+            assert self.forward(model, (args, inputs[1])).dtype == torch.float64
+
+    def test_flop_counter_runs_with_and_without_autograd(self, config):
+        """PyTorch's FLOP counter (``torch.utils.flop_counter.FlopCounterMode``, module
+        hooks that follow the autograd graph) counts the same with autograd, under
+        ``torch.no_grad`` and under ``torch.inference_mode``, for a model that has not run
+        yet (one that ran without autograd may have kept its style-free part)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        totals = []
+        for mode in (torch.enable_grad, torch.no_grad, torch.inference_mode):
+            model = self.build(config)
+            inputs = self.inputs(model)
+            counter = FlopCounterMode(display=False)
+            with mode(), counter:
+                self.forward(model, inputs)
+            totals.append(counter.get_total_flops())
+        assert totals[0] > 0 and totals == [totals[0]] * 3, totals
+
     @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
     def test_other_dtypes(self, config, dtype):
         """The model and its inputs converted to ``dtype`` run in ``dtype`` and agree with

@@ -339,12 +339,38 @@ def test_state_dict_round_trip_into_a_fresh_layer(name):
 
 
 @layer_names
+def test_deepcopy_gives_an_equal_independent_layer(name):
+    """``copy.deepcopy`` (what an EMA copy of a model does) keeps the outputs and shares no
+    tensor."""
+    import copy
+
+    case = LAYERS[name]
+    layer = _layer(case)
+    twin = copy.deepcopy(layer)
+    args = _inputs(case)
+    assert torch.equal(_call(twin, case, args), _call(layer, case, args))
+    mine = {t.data_ptr() for t in (*layer.parameters(), *layer.buffers()) if t.numel()}
+    assert not mine & {t.data_ptr() for t in (*twin.parameters(), *twin.buffers()) if t.numel()}
+
+
+@layer_names
 def test_torch_compile_fullgraph(name):
+    """Forward and backward of the compiled layer are those of the layer."""
     case = LAYERS[name]
     layer = _layer(case)
     args = _inputs(case)
     compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(compiled(*args, **case.kwargs), _call(layer, case, args))
+    out = compiled(*args, **case.kwargs)
+    expected = _call(layer, case, args)
+    torch.testing.assert_close(out, expected)
+    params = [p for p in layer.parameters()]
+    if params:
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad((out * weights).sum(), params)
+        expected_grads = torch.autograd.grad((expected * weights).sum(), params)
+        for (pname, _), g, e in zip(layer.named_parameters(), grads, expected_grads,
+                                    strict=True):
+            torch.testing.assert_close(g, e, msg=lambda m, n=pname: f"{name}.{n}: {m}")
 
 
 @layer_names
