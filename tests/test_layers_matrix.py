@@ -218,24 +218,24 @@ FUNCTIONS: dict[str, FunctionCase] = {
 }
 
 NOT_TENSOR_OPS: dict[str, str] = {
-    "EMBEDDING_PADDINGS": "a tuple of names (test_coordinates.py)",
-    "NOISE_MODES": "a tuple of names (test_input_checks.py)",
-    "ChannelOrder": "a Literal type (test_fold_api.py)",
+    "EMBEDDING_PADDINGS": "a choice list (test_choice_lists_are_their_literal_types)",
+    "NOISE_MODES": "a choice list (test_choice_lists_are_their_literal_types)",
+    "ChannelOrder": "a Literal type (test_choice_lists_are_their_literal_types)",
     "CoordinateWindow": "a dataclass of coordinates (test_coordinates.py)",
-    "Impl": "a Literal type (test_fast_paths.py)",
+    "Impl": "a Literal type (test_choice_lists_are_their_literal_types)",
     "InputError": "an exception (test_input_checks.py)",
-    "ModConvPath": "a Literal type (test_layers.py)",
-    "NoiseMode": "a Literal type (test_input_checks.py)",
+    "ModConvPath": "a Literal type (test_choice_lists_are_their_literal_types)",
+    "NoiseMode": "a Literal type (test_choice_lists_are_their_literal_types)",
     "check_input": "an input check (test_input_checks.py)",
-    "check_noise_mode": "an argument check (test_input_checks.py)",
+    "check_noise_mode": "an argument check (test_choice_lists_are_their_literal_types)",
     "coordinate_grid": "a constant grid without tensor inputs (test_coordinate_grid_dtypes)",
     "fold_pattern": "an einops pattern string (test_fold_api.py)",
     "unfold_pattern": "an einops pattern string (test_fold_api.py)",
-    "get_impl": "reads the impl switch (test_fast_paths.py)",
+    "get_impl": "reads the impl switch (test_ops.py)",
     "use_impl": "sets the impl switch (test_fast_paths.py, and the matrix here)",
     "make_kernel": "builds a FIR kernel from taps (test_layers.py)",
-    "separable_taps": "normalizes FIR taps (test_layers.py)",
-    "set_noise_skipping": "a switch over a model's noise layers (test_models.py)",
+    "separable_taps": "normalizes FIR taps (test_ops.py)",
+    "set_noise_skipping": "a switch over a model's noise layers (test_fast_paths.py)",
 }
 
 
@@ -515,3 +515,45 @@ def test_coordinate_grid_dtypes(dtype):
     assert grid.shape == (2, 2, 3, 4) and grid.dtype == dtype
     torch.testing.assert_close(grid.float(), L.coordinate_grid(3, 4, batch_size=2),
                                rtol=0, atol=1e-2)
+
+
+# ---------------------------------------------------------------- choice lists
+
+
+def test_choice_lists_are_their_literal_types():
+    """Each choice list is its ``Literal`` type's values, and every choice runs where it is
+    taken; a value outside it is refused naming it."""
+    from typing import get_args
+
+    from pixelfold.layers.ops import IMPLS
+    from pixelfold.layers.positional import EmbeddingPadding
+
+    assert get_args(L.NoiseMode) == L.NOISE_MODES
+    assert get_args(EmbeddingPadding) == L.EMBEDDING_PADDINGS
+    assert get_args(L.Impl) == IMPLS
+    x = torch.randn(2, 3, 4, 4)
+    noise = L.NoiseInjection(4)
+    for mode in L.NOISE_MODES:
+        assert L.check_noise_mode(mode) == mode
+        assert noise(x, noise_mode=mode).shape == x.shape
+    with pytest.raises(ValueError, match="noise_mode must be one of .* got 'fixed'"):
+        L.check_noise_mode("fixed")
+    embedding = L.CoordinateEmbedding(2, 4)
+    for padding in L.EMBEDDING_PADDINGS:
+        window = L.CoordinateWindow(shift=(0.3, 0.0), padding=padding)
+        assert torch.isfinite(embedding(1, window)).all()
+    with pytest.raises(ValueError, match="got 'wrap'"):
+        L.CoordinateWindow(padding="wrap")  # type: ignore[arg-type]
+    w = torch.randn(2, 6)
+    for path in get_args(L.ModConvPath):
+        assert L.ModulatedConv2d(3, 4, 3, 6, path=path)(x, w).shape == (2, 4, 4, 4)
+    with pytest.raises(ValueError, match="got 'fast'"):
+        L.ModulatedConv2d(3, 4, 3, 6, path="fast")  # type: ignore[arg-type]
+    for order in get_args(L.ChannelOrder):
+        assert torch.equal(L.pixel_unfold(L.pixel_fold(x, channel_order=order),
+                                          channel_order=order), x)
+    with pytest.raises(ValueError, match="got 'nchw'"):
+        L.pixel_fold(x, channel_order="nchw")  # type: ignore[arg-type]
+    for impl in IMPLS:
+        with use_impl(impl):  # type: ignore[arg-type]
+            assert L.get_impl() == impl
