@@ -173,7 +173,7 @@ class ModulatedConv2d(nn.Module):
         if up == 2:
             p = (len(blur_kernel) - 2) - (kernel_size - 1)
             self.blur: Blur | None = Blur(blur_kernel, ((p + 1) // 2 + 1, p // 2 + 1),
-                                          upsample_factor=2)
+                                          upsample_factor=2, device=device, dtype=dtype)
         else:
             self.blur = None
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
@@ -353,7 +353,8 @@ class ToRGB(nn.Module):
         self.conv = ModulatedConv2d(in_channels, out_channels, 1, style_dim, demodulate=False,
                                     path=path, device=device, dtype=dtype)
         self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1, device=device, dtype=dtype))
-        self.upsample = Upsample(blur_kernel, factor=2) if upsample else None
+        self.upsample = (Upsample(blur_kernel, factor=2, device=device, dtype=dtype)
+                         if upsample else None)
 
     def forward(
         self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None

@@ -254,14 +254,19 @@ class Upsample(nn.Module):
     Args:
         kernel: 1-D taps of the separable filter.
         factor: integer upsampling factor.
+        device: device of the kernel buffer.
+        dtype: dtype of the kernel buffer (default float32).
     """
 
-    def __init__(self, kernel: Sequence[float] = (1, 3, 3, 1), factor: int = 2) -> None:
+    def __init__(self, kernel: Sequence[float] = (1, 3, 3, 1), factor: int = 2, *,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if factor < 1:
             raise ValueError(f"factor must be >= 1, got {factor!r}")
         self.factor = factor
-        self.register_buffer("kernel", make_kernel(kernel) * factor**2, persistent=False)
+        kernel_2d = make_kernel(kernel) * factor**2
+        self.register_buffer("kernel", kernel_2d.to(device=device, dtype=dtype), persistent=False)
         taps = separable_taps(kernel)
         # the per-axis taps of the separable kernel, gain ``factor`` per axis (None: 2-D kernel)
         self.taps = None if taps is None else tuple(t * factor for t in taps)
@@ -286,14 +291,19 @@ class Downsample(nn.Module):
     Args:
         kernel: 1-D taps of the separable filter.
         factor: integer downsampling factor.
+        device: device of the kernel buffer.
+        dtype: dtype of the kernel buffer (default float32).
     """
 
-    def __init__(self, kernel: Sequence[float] = (1, 3, 3, 1), factor: int = 2) -> None:
+    def __init__(self, kernel: Sequence[float] = (1, 3, 3, 1), factor: int = 2, *,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if factor < 1:
             raise ValueError(f"factor must be >= 1, got {factor!r}")
         self.factor = factor
-        self.register_buffer("kernel", make_kernel(kernel), persistent=False)
+        self.register_buffer("kernel", make_kernel(kernel).to(device=device, dtype=dtype),
+                             persistent=False)
         p = self.kernel.shape[0] - factor
         self.pad = ((p + 1) // 2, p // 2)
 
@@ -314,6 +324,8 @@ class Blur(nn.Module):
         padding: ``(pad0, pad1)`` applied on both axes.
         upsample_factor: if > 1 the kernel is scaled by ``upsample_factor**2`` (used after a
             transposed convolution).
+        device: device of the kernel buffer.
+        dtype: dtype of the kernel buffer (default float32).
     """
 
     def __init__(
@@ -321,12 +333,15 @@ class Blur(nn.Module):
         kernel: Sequence[float] = (1, 3, 3, 1),
         padding: Sequence[int] = (1, 1),
         upsample_factor: int = 1,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         k = make_kernel(kernel)
         if upsample_factor > 1:
             k = k * upsample_factor**2
-        self.register_buffer("kernel", k, persistent=False)
+        self.register_buffer("kernel", k.to(device=device, dtype=dtype), persistent=False)
         self.pad = tuple(int(p) for p in padding)
 
     def forward(self, x: torch.Tensor, down: int = 1) -> torch.Tensor:

@@ -330,8 +330,8 @@ def swap_into_place(new: Path, target: Path) -> None:
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         _remove(old)
         os.replace(target, old)
-        _between_renames()
-        try:
+        try:  # an interrupt (Ctrl-C) between the two renames puts the old folder back
+            _between_renames()
             os.replace(new, target)
         except BaseException:
             os.replace(old, target)
