@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..utils.spec import check_int
 from .ops import Impl, reference, resolve_impl, upfirdn_fast
 
 __all__ = ["Blur", "Downsample", "Upsample", "filter2d", "make_kernel", "separable_taps",
@@ -245,6 +246,14 @@ def upsample2d(
     return upfirdn_fast.upsample2d(x, kernel if taps is None else taps, factor, pads)
 
 
+def _register_kernel(module: nn.Module, kernel: Sequence[float], gain: float,
+                     device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+    """The 2-D kernel of the 1-D ``kernel`` taps, times ``gain``, as the non-persistent buffer
+    ``kernel`` of a resampling module (rebuilt from its arguments, so not saved)."""
+    k = make_kernel(kernel) * gain
+    module.register_buffer("kernel", k.to(device=device, dtype=dtype), persistent=False)
+
+
 class Upsample(nn.Module):
     """Upsample by ``factor`` with a FIR anti-imaging filter (StyleGAN2's ``Upsample``).
 
@@ -262,11 +271,8 @@ class Upsample(nn.Module):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"factor must be >= 1, got {factor!r}")
-        self.factor = factor
-        kernel_2d = make_kernel(kernel) * factor**2
-        self.register_buffer("kernel", kernel_2d.to(device=device, dtype=dtype), persistent=False)
+        self.factor = check_int(factor, "factor")
+        _register_kernel(self, kernel, factor**2, device, dtype)
         taps = separable_taps(kernel)
         # the per-axis taps of the separable kernel, gain ``factor`` per axis (None: 2-D kernel)
         self.taps = None if taps is None else tuple(t * factor for t in taps)
@@ -299,11 +305,8 @@ class Downsample(nn.Module):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"factor must be >= 1, got {factor!r}")
-        self.factor = factor
-        self.register_buffer("kernel", make_kernel(kernel).to(device=device, dtype=dtype),
-                             persistent=False)
+        self.factor = check_int(factor, "factor")
+        _register_kernel(self, kernel, 1, device, dtype)
         p = self.kernel.shape[0] - factor
         self.pad = ((p + 1) // 2, p // 2)
 
@@ -338,10 +341,7 @@ class Blur(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        k = make_kernel(kernel)
-        if upsample_factor > 1:
-            k = k * upsample_factor**2
-        self.register_buffer("kernel", k.to(device=device, dtype=dtype), persistent=False)
+        _register_kernel(self, kernel, max(upsample_factor, 1) ** 2, device, dtype)
         self.pad = tuple(int(p) for p in padding)
 
     def forward(self, x: torch.Tensor, down: int = 1) -> torch.Tensor:
