@@ -26,6 +26,7 @@ from .layers import make_kernel
 from .models import Discriminator, DiscriminatorSpec, Generator, presets
 from .models.pretrained import load_state_dict_strict
 from .utils.errors import CheckpointError, ConfigError, NonFiniteError
+from .utils.spec import check_int
 from .utils.tensors import check_finite
 
 __all__ = ["discriminator_key_map", "has_official_discriminator", "infer_official_preset",
@@ -55,6 +56,18 @@ def read_official_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = Fa
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a dict")
     return dict(obj)
+
+
+def _checkpoint_dict(path_or_state_dict: str | os.PathLike | Mapping[str, Any],
+                     allow_pickle: bool) -> Mapping[str, Any]:
+    """The dict an authors' checkpoint holds: ``path_or_state_dict`` itself when it is one,
+    else read from the file (a file holding anything else is refused, naming what it holds)."""
+    if isinstance(path_or_state_dict, Mapping):
+        return path_or_state_dict
+    obj = _read_checkpoint(path_or_state_dict, allow_pickle)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path_or_state_dict} holds a {type(obj).__name__}, not a dict")
+    return obj
 
 
 def _read_checkpoint(path: str | os.PathLike, allow_pickle: bool,
@@ -188,16 +201,8 @@ def load_official(
             estimated average ``w`` is not finite.
         ConfigError: a bad ``preset`` or a negative ``w_avg_samples``.
     """
-    if isinstance(w_avg_samples, bool) or not isinstance(w_avg_samples, int) \
-            or w_avg_samples < 0:
-        raise ConfigError(f"w_avg_samples must be a non-negative integer, got "
-                          f"{w_avg_samples!r}")
-    if isinstance(path_or_state_dict, Mapping):
-        obj = path_or_state_dict
-    else:
-        obj = _read_checkpoint(path_or_state_dict, allow_pickle)
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{path_or_state_dict} holds a {type(obj).__name__}, not a dict")
+    check_int(w_avg_samples, "w_avg_samples", low=0)
+    obj = _checkpoint_dict(path_or_state_dict, allow_pickle)
     state = _generator_state(obj, which)
     if not isinstance(path_or_state_dict, Mapping):
         source = str(path_or_state_dict)
@@ -370,12 +375,8 @@ def load_official_discriminator(
             than ``resolution``, naming them.
         NonFiniteError: a weight holds NaN or infinity (named, with the file).
     """
-    if isinstance(path_or_state_dict, Mapping):
-        obj = path_or_state_dict
-    else:
-        obj = _read_checkpoint(path_or_state_dict, allow_pickle)
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{path_or_state_dict} holds a {type(obj).__name__}, not a dict")
+    obj = _checkpoint_dict(path_or_state_dict, allow_pickle)
+    if not isinstance(path_or_state_dict, Mapping):
         source = str(path_or_state_dict)
     state = _discriminator_state(obj)
     check_finite({k: v for k, v in state.items() if isinstance(v, torch.Tensor)},
