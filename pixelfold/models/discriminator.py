@@ -10,6 +10,13 @@ Layout for a ``resolution`` of ``R`` and a channel table ``C``:
 3. minibatch standard deviation, 3x3 conv ``C[4] + f -> C[4]`` + act;
 4. flatten, equalized linear ``C[4]·4·4 -> C[4]`` + act, equalized linear ``C[4] -> 1``.
 
+A class-conditional discriminator (``c_dim > 0``) conditions by projection, as StyleGAN2-ADA
+does: the last linear layer gives ``cmap_dim = C[4]`` features instead of one, a label mapping
+network (``mapping``: the embedded, normalized one-hot label through ``mapping_layers``
+equalized linear layers with learning-rate multiplier 0.01) gives the label's vector ``cmap``
+of the same width, and the logit is their dot product ``(out · cmap) / sqrt(cmap_dim)``. An
+unconditional spec builds exactly the unconditional network (same tensors, same outputs).
+
 All convolutions are equalized and bias-free; the bias of an activated conv lives in its
 [`BiasLeakyReLU`][pixelfold.layers.BiasLeakyReLU]. At 256 with the default table this gives
 28,864,129 parameters, the count of the authors' discriminator.
@@ -41,8 +48,10 @@ from ..layers import (
     Blur,
     EqualConv2d,
     EqualLinear,
+    MappingNetwork,
     MinibatchStdDev,
     check_input,
+    label_vectors,
 )
 from ..utils.errors import ConfigError
 from ..utils.memory import discriminator_values
@@ -103,6 +112,11 @@ class DiscriminatorSpec:
         mbstd_group_size: samples per minibatch-std group (clipped to the batch size).
         mbstd_num_channels: number of minibatch-std statistics.
         blur_kernel: FIR taps of the blur before each stride-2 convolution.
+        c_dim: number of classes of a class-conditional discriminator (0: unconditional):
+            projection conditioning (see the module's description). Left out of
+            [`to_dict`][pixelfold.models.discriminator.DiscriminatorSpec.to_dict] when 0.
+        mapping_layers: depth of the label mapping network of a conditional discriminator
+            (StyleGAN2-ADA: 8); left out of ``to_dict`` when ``c_dim`` is 0.
     """
 
     resolution: int = 256
@@ -111,10 +125,18 @@ class DiscriminatorSpec:
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
+    c_dim: int = 0
+    mapping_layers: int = 8
 
     def __post_init__(self) -> None:
         where = "DiscriminatorSpec"
         check_finite_fields(where, self)
+        if not _is_int(self.c_dim) or self.c_dim < 0:
+            raise ConfigError(f"{where}: c_dim must be a non-negative integer, got "
+                              f"{self.c_dim!r}")
+        if not _is_int(self.mapping_layers) or self.mapping_layers < 1:
+            raise ConfigError(f"{where}: mapping_layers must be a positive integer, got "
+                              f"{self.mapping_layers!r}")
         if not _is_pow2(self.resolution, 4):
             raise ConfigError(f"{where}: resolution must be a power of two >= 4, "
                              f"got {self.resolution!r}")
@@ -153,6 +175,8 @@ class DiscriminatorSpec:
         out = dataclasses.asdict(self)
         out["channels"] = [[r, c] for r, c in self.channels.items()]
         out["blur_kernel"] = list(self.blur_kernel)
+        if not self.c_dim:  # unconditional configs stay as they were
+            del out["c_dim"], out["mapping_layers"]
         return out
 
     @classmethod
@@ -305,16 +329,24 @@ class Discriminator(PretrainedMixin, nn.Module):
         self.mbstd = MinibatchStdDev(spec.mbstd_group_size, spec.mbstd_num_channels)
         self.final_conv = DiscriminatorConv(c4 + spec.mbstd_num_channels, c4, 3)
         self.final_linear = EqualLinear(c4 * 4 * 4, c4, activation="lrelu")
-        self.out = EqualLinear(c4, 1)
+        self.c_dim = spec.c_dim
+        self.cmap_dim = c4 if spec.c_dim else 0
+        self.out = EqualLinear(c4, self.cmap_dim or 1)
+        # built last: an unconditional discriminator draws the same initial weights as before
+        self.mapping = (MappingNetwork(0, c4, spec.mapping_layers, c_dim=spec.c_dim,
+                                       track_w_avg=False) if spec.c_dim else None)
         apply_memory_format(self, memory_format)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, c: torch.Tensor | int | None = None) -> torch.Tensor:
         """Score a batch of images.
 
         Args:
             images: ``(B, image_channels, resolution, resolution)``, floating-point, nominally
                 in ``[-1, 1]``. The batch size must be divisible by
                 ``min(mbstd_group_size, B)``.
+            c: class labels of a conditional discriminator: integer classes ``(B,)`` (or one
+                int for the whole batch) or one-hot / soft vectors ``(B, c_dim)``; ``None`` for
+                an unconditional one.
 
         Returns:
             real/fake logits ``(B, 1)``; an empty batch gives ``(0, 1)``.
@@ -324,6 +356,8 @@ class Discriminator(PretrainedMixin, nn.Module):
                 scaled to ``[-1, 1]`` first) on the device of the weights, or has another
                 dtype than them outside ``torch.autocast``.
             ValueError: the shape is wrong.
+            LabelError: ``c`` missing for a conditional discriminator, given to an
+                unconditional one, a class out of range or a wrong shape.
         """
         check_input(images, self.out.weight, "images", "the discriminator", var="D",
                     float_hint=" in [-1, 1] (uint8 pixels p as p.float() / 127.5 - 1)")
@@ -332,13 +366,20 @@ class Discriminator(PretrainedMixin, nn.Module):
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"Discriminator expects images of shape (B, {s.image_channels}, "
                              f"{s.resolution}, {s.resolution}), got {tuple(images.shape)}")
+        labels = label_vectors(c, self.c_dim, images.shape[0], owner="the discriminator",
+                               like=self.out.weight)
         if images.shape[0] == 0:
             return images.new_zeros((0, 1))
         x = self.from_rgb(images)
         for block in self.blocks:
             x = block(x)
         x = self.final_conv(self.mbstd(x))
-        return self.out(self.final_linear(x.flatten(1)))
+        x = self.out(self.final_linear(x.flatten(1)))
+        if self.mapping is not None:
+            cmap = self.mapping(None, labels)
+            x = (x * cmap.to(x.dtype)).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
+        return x
 
     def extra_repr(self) -> str:
-        return f"resolution={self.resolution}"
+        cond = f", c_dim={self.c_dim}" if self.c_dim else ""
+        return f"resolution={self.resolution}{cond}"

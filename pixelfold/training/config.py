@@ -56,6 +56,12 @@ class TrainConfig:
         dataset: Hub id, image folder, saved dataset folder, or ``"digits"`` (scikit-learn's
             handwritten digits, offline).
         image_column: image column of the dataset (auto-detected when ``None``).
+        cond: train a class-conditional model on the dataset's labels (see
+            [Conditional](../training/conditional.md)): ``c_dim`` of G and D comes from the
+            number of classes, which must match a ``generator_config`` that sets it.
+        class_column: the label column for ``cond`` (a ``ClassLabel`` or integer column;
+            ``None``: the first ``ClassLabel`` column, e.g. the ``label`` of an image folder
+            with one subfolder per class, else ``label``).
         split: dataset split.
         streaming: stream the dataset.
         resolution: training resolution (must equal the generator's).
@@ -144,6 +150,10 @@ class TrainConfig:
     output_dir: str = "outputs/run"
     dataset: str = "digits"
     image_column: str | None = None
+    #: train a class-conditional model on the dataset's labels
+    cond: bool = False
+    #: the label column for ``cond`` (``None``: found, see ``dataset_classes``)
+    class_column: str | None = None
     split: str = "train"
     streaming: bool = False
     resolution: int = 256
@@ -281,6 +291,13 @@ class TrainConfig:
             raise ConfigError(f"--freeze-d {self.freeze_d} needs --init-from: it keeps "
                               f"pretrained layers of D as they are (random ones would never "
                               f"learn)")
+        if not isinstance(self.cond, bool):
+            raise ConfigError(f"cond must be True or False, got {self.cond!r}")
+        if self.class_column is not None and not self.cond:
+            raise ConfigError(f"--class-column {self.class_column} needs --cond (training "
+                              f"on labels is off by default)")
+        if self.class_column is not None and not str(self.class_column).strip():
+            raise ConfigError("--class-column is empty: give the name of the label column")
         if self.init_from is not None and not str(self.init_from).strip():
             raise ConfigError("init_from is empty: give a model folder, checkpoint or .pt file")
         if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
@@ -374,6 +391,12 @@ def build_arg_parser(defaults: TrainConfig | None = None,
     p.add_argument("--dataset", default=d.dataset,
                    help="Hub id, image folder, saved dataset folder, or 'digits'")
     p.add_argument("--image-column", default=d.image_column)
+    p.add_argument("--cond", action=argparse.BooleanOptionalAction, default=d.cond,
+                   help="train a class-conditional model on the dataset's labels")
+    p.add_argument("--class-column", default=d.class_column, metavar="NAME",
+                   help="label column for --cond: a ClassLabel or integer column (default: "
+                        "the first ClassLabel, e.g. an image folder's subfolders, else "
+                        "'label')")
     p.add_argument("--split", default=d.split)
     p.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=d.streaming)
     p.add_argument("--resolution", type=int, default=d.resolution)
