@@ -1056,6 +1056,13 @@ reported without a spread (--kid-subset-size N//2 gives a spread over smaller su
 Runs of 20 batches or more time two batches first and print one warning when the whole run
 would take more than 10 minutes (50,000 + 50,000 images take hours on a CPU).
 
+A class-conditional MODEL is evaluated over all classes, drawn uniformly. --per-class (FID
+and KID only) evaluates it per class instead, the intra-class FID: the --num-gen images of
+class K against the real images labelled K (REAL with labels: an image folder with one
+subfolder per class, a dataset with a ClassLabel or integer column, --class-column NAME, or
+'digits'), for every class, with their mean, and over all classes with the classes drawn
+from REAL's label distribution.
+
 --compare A.json B.json prints two reports written by --json-out side by side with their
 differences, and refuses when their protocols differ (image counts, real images, feature
 networks and weights, KID subsets, truncation, noise, versions, ...), naming every field;
@@ -1106,6 +1113,11 @@ def _build_eval(sub: Any) -> None:
     for name in ("inception", "vgg16", "lpips", "dinov2"):
         p.add_argument(f"--{name}-weights", default=None, metavar="PATH",
                        help=f"local {name} weights file (offline use)")
+    p.add_argument("--per-class", action="store_true",
+                   help="a class-conditional MODEL: FID/KID per class (intra-class FID), their "
+                        "mean, and over all classes")
+    p.add_argument("--class-column", default=None, metavar="NAME",
+                   help="with --per-class: REAL's label column (default: found)")
     p.add_argument("--json-out", default=None, metavar="PATH", help="also write the report as JSON")
     p.add_argument("--compare", nargs=2, default=None, metavar=("A.json", "B.json"),
                    help="compare two reports written by --json-out (no MODEL then)")
@@ -1188,6 +1200,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if needs_real and args.real is None:
         raise CLIError("--real is required for " + ", ".join(m for m in wanted if m != "ppl"))
     json_out = _output_file(args.json_out, (".json",), "--json-out") if args.json_out else None
+    if args.class_column is not None and not args.per_class:
+        raise CLIError("--class-column goes with --per-class")
+    if args.per_class:
+        return _eval_per_class(args, wanted, json_out)
     generated, device = _eval_generated(args)
     if "ppl" in wanted and isinstance(generated, str):
         raise CLIError(f"ppl walks a generator's latent space: MODEL {args.model} is "
@@ -1231,6 +1247,48 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             tmp = json_out.with_name(f".{json_out.name}.tmp")
             tmp.write_text(report.to_json() + "\n")
             os.replace(tmp, json_out)
+    return 0
+
+
+def _eval_per_class(args: argparse.Namespace, wanted: list[str], json_out: Path | None) -> int:
+    """``eval --per-class``: intra-class FID/KID of a conditional model."""
+    from . import metrics
+
+    bad = [m for m in wanted if m not in ("fid", "kid")]
+    if bad:
+        raise CLIError(f"--per-class computes fid and kid, not {', '.join(bad)}: pass "
+                       f"--metrics fid or --metrics fid,kid")
+    if metrics.is_statistics(args.real) or metrics.is_statistics(args.model):
+        raise CLIError("--per-class needs labelled real images and a model, not statistics")
+    path = Path(args.model)
+    if path.is_dir() and not metrics.is_model_folder(path):
+        raise CLIError(f"--per-class needs a model: {args.model} is a folder of images")
+    _check_psi(args.truncation)
+    _positive(args.batch_size, "--batch-size")
+    G = _load(args)
+    if not G.c_dim:
+        raise CLIError(f"--per-class: {args.model} is unconditional (it has no classes)")
+    try:
+        result = metrics.compute_class_metrics(
+            G, args.real, class_column=args.class_column, fid="fid" in wanted,
+            kid="kid" in wanted, num_gen=args.num_gen, num_real=args.num_real,
+            inception_weights=args.inception_weights, noise_mode=args.noise_mode,
+            resize_filter=args.resize_filter, kid_subset_size=args.kid_subset_size,
+            batch_size=args.batch_size, device=next(G.parameters()).device, seed=args.seed,
+            truncation_psi=args.truncation, progress=_progress())
+    except metrics.MissingWeightsError as exc:
+        raise CLIError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    print(result)
+    if json_out is not None:
+        import json
+
+        from .utils.files import atomic_write_text
+
+        with _writing(json_out):
+            atomic_write_text(json_out, json.dumps(result.to_dict(), indent=2, default=str)
+                              + "\n")
     return 0
 
 

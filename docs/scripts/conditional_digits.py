@@ -18,6 +18,7 @@ ratio is the number to read. Offline, from the repository root::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -34,13 +35,15 @@ from pixelfold.models import GeneratorSpec, presets  # noqa: E402
 from pixelfold.training import TrainConfig  # noqa: E402
 
 RESOLUTION = 16
+MAPPING_LR_MUL = float(os.environ.get("MAPPING_LR_MUL", "0.01"))
 D_CHANNELS = {16: 32, 8: 32, 4: 32}
 
 
 def tiny_spec() -> GeneratorSpec:
     """A two-stage PixelFolder at 16x16 (stages at 4 and 16), 32 channels, z and w of 32."""
-    return presets.pixelfolder((4, RESOLUTION), channels={1: 32, 2: 32, 4: 32, 8: 32, 16: 16},
+    spec = presets.pixelfolder((4, RESOLUTION), channels={1: 32, 2: 32, 4: 32, 8: 32, 16: 16},
                                z_dim=32, w_dim=32, mapping_layers=2, stage0_projection=4)
+    return dataclasses.replace(spec, mapping_lr_mul=MAPPING_LR_MUL)
 
 
 def config(output_dir: Path, steps: int, *, cond: bool = True, **kw) -> TrainConfig:

@@ -264,6 +264,9 @@ class TrainConfig:
             if self.streaming:
                 raise ConfigError("--metrics needs a map-style dataset; they do not run on "
                                   "--streaming data")
+            if self.cond and "ppl" in str(self.metrics).lower().replace(" ", "").split(","):
+                raise ConfigError("--metrics ppl is not computed for class-conditional models "
+                                  "(--cond); the other metrics are, over all classes")
         elif self.best_metric is not None:
             raise ConfigError(f"--best-metric {self.best_metric} needs --metrics")
         if self.ada_kimg <= 0:

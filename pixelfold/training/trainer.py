@@ -769,7 +769,13 @@ class GANTrainer:
                         self.state.step, ", ".join(self.evaluator.metrics),
                         self.evaluator.num_gen)
             G = self.ema.module
-            report = self.evaluator.evaluate(G, acc.device)
+            if self.label_probs is not None:  # classes drawn as the training data has them
+                from ..metrics import ClassConditioned
+
+                report = self.evaluator.evaluate(
+                    ClassConditioned(G, self.label_probs.tolist()), acc.device)
+            else:
+                report = self.evaluator.evaluate(G, acc.device)
             row = self.evaluator.append(self.output_dir / "metrics.jsonl", step=self.state.step,
                                         kimg=self.state.nimg / 1000, report=report,
                                         seconds=time.perf_counter() - started,
