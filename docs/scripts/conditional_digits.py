@@ -36,6 +36,7 @@ from pixelfold.training import TrainConfig  # noqa: E402
 
 RESOLUTION = 16
 MAPPING_LR_MUL = float(os.environ.get("MAPPING_LR_MUL", "0.01"))
+D_MAPPING_LAYERS = int(os.environ.get("D_MAPPING_LAYERS", "8"))
 D_CHANNELS = {16: 32, 8: 32, 4: 32}
 
 
@@ -55,7 +56,8 @@ def config(output_dir: Path, steps: int, *, cond: bool = True, **kw) -> TrainCon
                 generator_config=str(spec_path), d_channels=D_CHANNELS, cond=cond,
                 batch_size=32, max_steps=max(steps, 1), r1_gamma=0.1, ema_kimg=1.0,
                 hflip=False, checkpointing_steps=max(steps, 1), sample_every=max(steps, 1),
-                log_every=max(steps, 1), report_to="none", progress_bar=False, seed=0)
+                log_every=max(steps, 1), report_to="none", progress_bar=False, seed=0,
+                d_mapping_layers=D_MAPPING_LAYERS)
     base.update(kw)
     return TrainConfig(**base)
 

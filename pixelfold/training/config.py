@@ -62,6 +62,9 @@ class TrainConfig:
         class_column: the label column for ``cond`` (a ``ClassLabel`` or integer column;
             ``None``: the first ``ClassLabel`` column, e.g. the ``label`` of an image folder
             with one subfolder per class, else ``label``).
+        d_mapping_layers: depth of the conditional discriminator's label mapping
+            (StyleGAN2-ADA: 8; fewer layers keep the classes' projection vectors further
+            apart at the start, which short runs of small models learn from sooner).
         split: dataset split.
         streaming: stream the dataset.
         resolution: training resolution (must equal the generator's).
@@ -154,6 +157,8 @@ class TrainConfig:
     cond: bool = False
     #: the label column for ``cond`` (``None``: found, see ``dataset_classes``)
     class_column: str | None = None
+    #: depth of a conditional discriminator's label mapping (StyleGAN2-ADA: 8)
+    d_mapping_layers: int = 8
     split: str = "train"
     streaming: bool = False
     resolution: int = 256
@@ -299,6 +304,7 @@ class TrainConfig:
         if self.class_column is not None and not self.cond:
             raise ConfigError(f"--class-column {self.class_column} needs --cond (training "
                               f"on labels is off by default)")
+        positive("d_mapping_layers")
         if self.class_column is not None and not str(self.class_column).strip():
             raise ConfigError("--class-column is empty: give the name of the label column")
         if self.init_from is not None and not str(self.init_from).strip():
@@ -400,6 +406,8 @@ def build_arg_parser(defaults: TrainConfig | None = None,
                    help="label column for --cond: a ClassLabel or integer column (default: "
                         "the first ClassLabel, e.g. an image folder's subfolders, else "
                         "'label')")
+    p.add_argument("--d-mapping-layers", type=int, default=d.d_mapping_layers, metavar="N",
+                   help="depth of a conditional D's label mapping (StyleGAN2-ADA: 8)")
     p.add_argument("--split", default=d.split)
     p.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=d.streaming)
     p.add_argument("--resolution", type=int, default=d.resolution)

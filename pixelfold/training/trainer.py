@@ -333,6 +333,7 @@ class GANTrainer:
                               f"but --resolution is {c.resolution}")
         try:
             dspec = DiscriminatorSpec(resolution=c.resolution, c_dim=spec.c_dim,
+                                      mapping_layers=c.d_mapping_layers,
                                       **({"channels": c.d_channels} if c.d_channels else {}))
         except ValueError as exc:
             raise ConfigError(f"--d-channels: {one_line(exc)}" if c.d_channels
