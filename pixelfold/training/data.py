@@ -197,6 +197,9 @@ def dataset_classes(dataset: Any, class_column: str | None = None) -> DatasetCla
             if values.size and values.min() < 0:
                 raise DataError(f"--class-column {column}: {int((values < 0).sum())} image(s) "
                                 f"have no class (label -1)")
+            if values.size and values.max() >= feature.num_classes:
+                raise DataError(f"--class-column {column}: label {int(values.max())} is out of "
+                                f"range for its {feature.num_classes} class names")
             counts = tuple(np.bincount(values, minlength=feature.num_classes).tolist())
         return DatasetClasses(column, tuple(str(n) for n in feature.names), counts)
     dtype = getattr(feature, "dtype", None)

@@ -526,10 +526,12 @@ class GANTrainer:
         return z.to(self.accelerator.device)
 
     def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
-        """Class indices as one-hot float vectors on the device (float labels are checked
-        for shape only by the models, so no device synchronization per step)."""
-        return torch.nn.functional.one_hot(labels.long(), self.G.c_dim).float().to(
-            self.accelerator.device)
+        """Class indices as one-hot float vectors on the device, by a scatter: neither it nor
+        the models (which check float labels for shape only) synchronize with the device
+        every step, as ``one_hot`` and the range check of integer labels would."""
+        labels = labels.to(self.accelerator.device).long()
+        out = torch.zeros(labels.shape[0], self.G.c_dim, device=labels.device)
+        return out.scatter_(1, labels[:, None], 1.0)
 
     def _fake_labels(self, n: int) -> torch.Tensor | None:
         """Labels of ``n`` fakes, drawn from the training set's label distribution (uniform
