@@ -97,6 +97,42 @@ def _add_sampling(p: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
                         "else cpu)")
 
 
+CLASS_HELP = ("the class of a class-conditional model: its index or its name (as the "
+              "training data named it); required for a conditional model, refused for an "
+              "unconditional one")
+
+
+def _add_class(p: argparse.ArgumentParser, *, every: str = "") -> None:
+    p.add_argument("--class", dest="class_", default=None, metavar="K",
+                   help=CLASS_HELP + every)
+
+
+def _class_of(G: Generator, args: argparse.Namespace, *, every: bool = False
+              ) -> int | str | None:
+    """The class of ``--class`` for ``G``: an index, ``"all"`` (with ``every``), or ``None``
+    for an unconditional model."""
+    from .layers import LabelError
+
+    which = args.class_
+    if not G.c_dim:
+        if which is not None:
+            raise CLIError(f"--class {which}: {args.model} is unconditional (it has no "
+                           f"classes)")
+        return None
+    names = G.class_names
+    listed = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+    if which is None:
+        raise CLIError(f"{args.model} is class-conditional ({G.c_dim} classes: {listed}): "
+                       f"pass --class K, an index or a class name"
+                       + (", or --class all for every class" if every else ""))
+    if every and which.strip().lower() == "all":
+        return "all"
+    try:
+        return G.class_index(which)
+    except LabelError as exc:
+        raise CLIError(f"--class {which}: {exc}") from None
+
+
 def _seeds(text: str, flag: str) -> Sequence[int] | WLatents:
     """A seed list, or the latents of an ``.npz`` file (read now; checked against the model
     by [`_fitting`][pixelfold.cli._fitting] once it is loaded)."""
@@ -254,6 +290,11 @@ mirror image (reflection) or zero (zeros); between its points it is interpolated
 trained model gives out there, artifacts included, is shown in the docs (Tools: coordinate
 rendering); const noise stays tied to the image's pixels, not to the coordinates.
 
+A class-conditional model needs --class K (an index or a class name): every image is of
+class K. --class all makes every class: with --grid one row per class (in class order) and
+one column per seed; without, NAME-classK.png files (K the index). Without --class, a
+conditional model is an error that lists its classes.
+
 """ + LATENTS_NOTE
 
 
@@ -280,6 +321,7 @@ def _build_generate(sub: Any) -> None:
                    default="border",
                    help="the learned coordinate embedding outside its grid: edge values, "
                         "mirrored, or zero (default: border)")
+    _add_class(p, every="; 'all': every class (a row per class with --grid)")
     _add_sampling(p)
     p.set_defaults(func=_cmd_generate)
 
@@ -315,11 +357,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     window = _window(args)
     G = _load(args)
     _fitting(G, seeds, "--seeds")
+    which = _class_of(G, args, every=True)
 
     from .tools import generate_images, image_grid, iter_images, panorama_images, save_image
 
     kwargs = _sampling_kwargs(args)
     what = "panoramas" if args.panorama else "images"
+    if which == "all":
+        return _generate_every_class(args, G, seeds, out, window, kwargs, what)
+    kwargs["c"] = which
     with _writing(out):
         if args.grid and args.panorama:
             save_image(image_grid(panorama_images(G, seeds, args.panorama, window=window,
@@ -340,6 +386,39 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 for seed, image in zip(batch_seeds, images, strict=True):
                     save_image(image, out / f"{_label(seed)}.png")
             print(f"wrote {len(seeds)} {what} to {out}")
+    return 0
+
+
+def _generate_every_class(args: argparse.Namespace, G: Generator, seeds: Any, out: Path,
+                          window: Any, kwargs: dict[str, Any], what: str) -> int:
+    """``generate --class all``: a grid with a row per class, or a file per seed and class."""
+    import torch
+
+    from .tools import generate_images, image_grid, iter_images, panorama_images, save_image
+
+    def images_of(k: int, batch: Any) -> torch.Tensor:
+        if args.panorama:
+            return panorama_images(G, batch, args.panorama, window=window, c=k, **kwargs)
+        return generate_images(G, batch, window=window, c=k, **kwargs)
+
+    with _writing(out):
+        if args.grid:
+            rows = [images_of(k, seeds) for k in range(G.c_dim)]
+            save_image(image_grid(torch.cat(rows), ncols=len(seeds)), out)
+            print(f"wrote a grid of {len(seeds)} {what} for each of {G.c_dim} classes (a row "
+                  f"per class) to {out}")
+            return 0
+        for k in range(G.c_dim):
+            if args.panorama:
+                for start in range(0, len(seeds), args.batch_size):
+                    batch = seeds[start:start + args.batch_size]
+                    for seed, image in zip(batch, images_of(k, batch), strict=True):
+                        save_image(image, out / f"{_label(seed)}-class{k}.png")
+            else:
+                for batch, images in iter_images(G, seeds, window=window, c=k, **kwargs):
+                    for seed, image in zip(batch, images, strict=True):
+                        save_image(image, out / f"{_label(seed)}-class{k}.png")
+        print(f"wrote {len(seeds)} {what} for each of {G.c_dim} classes to {out}")
     return 0
 
 
@@ -365,7 +444,8 @@ Layout of OUT (one block per crossover, side by side, labeled on top):
 
 The first column holds the row source images, the first row of each block the column
 source images; white gaps separate sources from mixes and blocks from each other.
---no-labels leaves out the text.
+--no-labels leaves out the text. A class-conditional model needs --class K: every latent,
+row and column, is mapped with class K.
 
 """ + LATENTS_NOTE
 
@@ -384,6 +464,7 @@ def _build_mix(sub: Any) -> None:
     p.add_argument("--crossover", action="append", default=None, metavar="stage|stage:K|N",
                    help="what the column latent gives (repeatable; default: stage)")
     p.add_argument("--no-labels", action="store_true", help="images only, no text")
+    _add_class(p)
     _add_sampling(p)
     p.set_defaults(func=_cmd_mix)
 
@@ -402,6 +483,7 @@ def _cmd_mix(args: argparse.Namespace) -> int:
     G = _load(args)
     _fitting(G, rows, "--rows")
     _fitting(G, cols, "--cols")
+    which = _class_of(G, args)
 
     from .tools import mix_figure, resolve_crossovers, save_image, style_mix_images
 
@@ -410,7 +492,7 @@ def _cmd_mix(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(f"--crossover: {exc}") from None
     row_images, col_images, mixed, resolved = style_mix_images(G, rows, cols, crossovers,
-                                                               **_sampling_kwargs(args))
+                                                               c=which, **_sampling_kwargs(args))
     figure = mix_figure(row_images, col_images, mixed, resolved, row_seeds=rows,
                         col_seeds=cols, labels=not args.no_labels)
     with _writing(out):
@@ -434,7 +516,8 @@ through the short vectors in between); --space w interpolates the mapped latents
 smooth animation.
 
 Writes any of: a one-row PNG strip of all frames (--out), an animated GIF (--gif, Pillow)
-and an MP4 (--mp4, needs the optional imageio-ffmpeg package).
+and an MP4 (--mp4, needs the optional imageio-ffmpeg package). A class-conditional model
+needs --class K: the walk stays in class K.
 
 """ + LATENTS_NOTE + """ Projected ws have no z: they are
 interpolated in w space (the default --space for them)."""
@@ -460,6 +543,7 @@ def _build_interpolate(sub: Any) -> None:
     p.add_argument("--mp4", metavar="PATH", help="an .mp4 (needs imageio-ffmpeg)")
     p.add_argument("--fps", type=float, default=12.0,
                    help="frames per second of the GIF / MP4 (default: 12)")
+    _add_class(p)
     _add_sampling(p)
     p.set_defaults(func=_cmd_interpolate)
 
@@ -496,11 +580,12 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
                            "(pip install imageio-ffmpeg); --gif works without it")
     G = _load(args)
     _fitting(G, seeds, "--seeds")
+    which = _class_of(G, args)
 
     from .tools import image_grid, interpolation_frames, save_gif, save_image, save_mp4
 
     frames = interpolation_frames(G, seeds, args.steps, space=args.space, method=args.method,
-                                  **_sampling_kwargs(args))
+                                  c=which, **_sampling_kwargs(args))
     for path, write in ((strip, lambda p: save_image(image_grid(frames, len(frames)), p)),
                         (gif, lambda p: save_gif(frames, p, fps=args.fps)),
                         (mp4, lambda p: save_mp4(frames, p, fps=args.fps))):
@@ -971,6 +1056,13 @@ reported without a spread (--kid-subset-size N//2 gives a spread over smaller su
 Runs of 20 batches or more time two batches first and print one warning when the whole run
 would take more than 10 minutes (50,000 + 50,000 images take hours on a CPU).
 
+A class-conditional MODEL is evaluated over all classes, drawn uniformly. --per-class (FID
+and KID only) evaluates it per class instead, the intra-class FID: the --num-gen images of
+class K against the real images labelled K (REAL with labels: an image folder with one
+subfolder per class, a dataset with a ClassLabel or integer column, --class-column NAME, or
+'digits'), for every class, with their mean, and over all classes with the classes drawn
+from REAL's label distribution.
+
 --compare A.json B.json prints two reports written by --json-out side by side with their
 differences, and refuses when their protocols differ (image counts, real images, feature
 networks and weights, KID subsets, truncation, noise, versions, ...), naming every field;
@@ -1021,6 +1113,11 @@ def _build_eval(sub: Any) -> None:
     for name in ("inception", "vgg16", "lpips", "dinov2"):
         p.add_argument(f"--{name}-weights", default=None, metavar="PATH",
                        help=f"local {name} weights file (offline use)")
+    p.add_argument("--per-class", action="store_true",
+                   help="a class-conditional MODEL: FID/KID per class (intra-class FID), their "
+                        "mean, and over all classes")
+    p.add_argument("--class-column", default=None, metavar="NAME",
+                   help="with --per-class: REAL's label column (default: found)")
     p.add_argument("--json-out", default=None, metavar="PATH", help="also write the report as JSON")
     p.add_argument("--compare", nargs=2, default=None, metavar=("A.json", "B.json"),
                    help="compare two reports written by --json-out (no MODEL then)")
@@ -1103,6 +1200,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if needs_real and args.real is None:
         raise CLIError("--real is required for " + ", ".join(m for m in wanted if m != "ppl"))
     json_out = _output_file(args.json_out, (".json",), "--json-out") if args.json_out else None
+    if args.class_column is not None and not args.per_class:
+        raise CLIError("--class-column goes with --per-class")
+    if args.per_class:
+        return _eval_per_class(args, wanted, json_out)
     generated, device = _eval_generated(args)
     if "ppl" in wanted and isinstance(generated, str):
         raise CLIError(f"ppl walks a generator's latent space: MODEL {args.model} is "
@@ -1146,6 +1247,48 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             tmp = json_out.with_name(f".{json_out.name}.tmp")
             tmp.write_text(report.to_json() + "\n")
             os.replace(tmp, json_out)
+    return 0
+
+
+def _eval_per_class(args: argparse.Namespace, wanted: list[str], json_out: Path | None) -> int:
+    """``eval --per-class``: intra-class FID/KID of a conditional model."""
+    from . import metrics
+
+    bad = [m for m in wanted if m not in ("fid", "kid")]
+    if bad:
+        raise CLIError(f"--per-class computes fid and kid, not {', '.join(bad)}: pass "
+                       f"--metrics fid or --metrics fid,kid")
+    if metrics.is_statistics(args.real) or metrics.is_statistics(args.model):
+        raise CLIError("--per-class needs labelled real images and a model, not statistics")
+    path = Path(args.model)
+    if path.is_dir() and not metrics.is_model_folder(path):
+        raise CLIError(f"--per-class needs a model: {args.model} is a folder of images")
+    _check_psi(args.truncation)
+    _positive(args.batch_size, "--batch-size")
+    G = _load(args)
+    if not G.c_dim:
+        raise CLIError(f"--per-class: {args.model} is unconditional (it has no classes)")
+    try:
+        result = metrics.compute_class_metrics(
+            G, args.real, class_column=args.class_column, fid="fid" in wanted,
+            kid="kid" in wanted, num_gen=args.num_gen, num_real=args.num_real,
+            inception_weights=args.inception_weights, noise_mode=args.noise_mode,
+            resize_filter=args.resize_filter, kid_subset_size=args.kid_subset_size,
+            batch_size=args.batch_size, device=next(G.parameters()).device, seed=args.seed,
+            truncation_psi=args.truncation, progress=_progress())
+    except metrics.MissingWeightsError as exc:
+        raise CLIError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    print(result)
+    if json_out is not None:
+        import json
+
+        from .utils.files import atomic_write_text
+
+        with _writing(json_out):
+            atomic_write_text(json_out, json.dumps(result.to_dict(), indent=2, default=str)
+                              + "\n")
     return 0
 
 

@@ -244,7 +244,10 @@ class ModelTesterMixin:
         model = self.build(config)
         (first, *rest), kwargs = self.inputs(model, 4)
         out = self.forward(model, ((first, *rest), kwargs))
-        half = self.forward(model, ((first[:2], *rest), kwargs))
+        n = first.shape[0]  # per-sample keyword tensors (class labels) are cut with the batch
+        half_kwargs = {k: v[:2] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n
+                       else v for k, v in kwargs.items()}
+        half = self.forward(model, ((first[:2], *rest), half_kwargs))
         torch.testing.assert_close(half, out[:2], rtol=1e-4, atol=1e-4)  # other conv shapes
 
     def test_backward_reaches_every_parameter(self, config):

@@ -118,6 +118,16 @@ LAYERS: dict[str, LayerCase] = {
         (2, 3, 6), kwargs={"truncation_psi": 0.7, "truncation_cutoff": 2},
         script="forward is keyword-only and checks its input with check_input (isinstance "
                "on torch types, torch.is_autocast_enabled)"),
+    "MappingNetwork/conditional": LayerCase(
+        lambda **f: L.MappingNetwork(8, 6, 2, num_ws=3, c_dim=4, **f),
+        lambda g: (_randn(g, 2, 8), torch.softmax(_randn(g, 2, 4), dim=1)), (2, 3, 6),
+        script="forward is keyword-only and checks its input with check_input (isinstance "
+               "on torch types, torch.is_autocast_enabled)"),
+    "MappingNetwork/labels-only": LayerCase(  # a conditional discriminator's label mapping
+        lambda **f: L.MappingNetwork(0, 6, 2, c_dim=4, track_w_avg=False, **f),
+        lambda g: (None, torch.softmax(_randn(g, 2, 4), dim=1)), (2, 6),
+        script="forward is keyword-only and checks its input with check_input (isinstance "
+               "on torch types, torch.is_autocast_enabled)"),
     "MinibatchStdDev": LayerCase(
         lambda: L.MinibatchStdDev(2, 2), lambda g: (_randn(g, 4, 4, 3, 3),), (4, 6, 3, 3)),
     "ModulatedConv2d": LayerCase(
@@ -224,6 +234,9 @@ NOT_TENSOR_OPS: dict[str, str] = {
     "CoordinateWindow": "a dataclass of coordinates (test_coordinates.py)",
     "Impl": "a Literal type (test_choice_lists_are_their_literal_types)",
     "InputError": "an exception (test_input_checks.py)",
+    "LabelError": "an exception (test_conditional.py)",
+    "label_vectors": "checks and converts class labels (test_conditional.py, and every "
+                     "conditional MappingNetwork case here)",
     "ModConvPath": "a Literal type (test_choice_lists_are_their_literal_types)",
     "NoiseMode": "a Literal type (test_choice_lists_are_their_literal_types)",
     "check_input": "an input check (test_input_checks.py)",

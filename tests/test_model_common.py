@@ -62,6 +62,12 @@ GENERATOR_CONFIGS: dict[str, Callable[[], GeneratorSpec]] = {
     "grow-nearest": _tiny(grow="nearest"),
     "pixel-shuffle-order": lambda: dataclasses.replace(presets.get("pixelfolder-tiny-32"),
                                                        channel_order="pixel_shuffle"),
+    # image shapes and labels (issue 13)
+    "rgba": lambda: dataclasses.replace(presets.get("pixelfolder-tiny-32"), image_channels=4),
+    "gray-16x32": lambda: dataclasses.replace(
+        presets.get("pixelfolder-tiny-32").with_resolution((16, 32)), image_channels=1),
+    "conditional": lambda: dataclasses.replace(presets.get("pixelfolder-tiny-32"), c_dim=3,
+                                               class_names=("a", "b", "c")),
     # the smallest generator, one 4x4 stage: what test_torch_compile_inductor compiles
     "one-stage-4": lambda: pixelfolder((4,), channels={1: 8, 2: 8, 4: 8}, z_dim=8, w_dim=8,
                                        mapping_layers=1, stage0_projection=4),
@@ -74,7 +80,17 @@ DISCRIMINATOR_CONFIGS: dict[str, Callable[[], DiscriminatorSpec]] = {
     "d-16-gray-mbstd2-blur3": lambda: DiscriminatorSpec(
         resolution=16, image_channels=1, channels={4: 8, 8: 8, 16: 4}, mbstd_group_size=2,
         mbstd_num_channels=2, blur_kernel=(1, 2, 1)),
+    "d-16x32-rgba": lambda: DiscriminatorSpec(resolution=(16, 32), image_channels=4,
+                                              channels={4: 8, 8: 8, 16: 4}),
+    "d-16-conditional": lambda: DiscriminatorSpec(resolution=16, channels={4: 8, 8: 8, 16: 4},
+                                                  c_dim=3, mapping_layers=2),
 }
+
+
+def _labels(model: nn.Module, batch_size: int, gen: torch.Generator) -> dict[str, Any]:
+    """``c=`` class indices for a conditional model, nothing for another."""
+    c_dim = model.spec.c_dim
+    return {"c": torch.randint(0, c_dim, (batch_size,), generator=gen)} if c_dim else {}
 
 
 class TestGenerator(ModelTesterMixin):
@@ -85,10 +101,11 @@ class TestGenerator(ModelTesterMixin):
     compile_config = "one-stage-4"
 
     def make_inputs(self, model: nn.Module, batch_size: int, gen: torch.Generator) -> Inputs:
-        return (torch.randn(batch_size, model.z_dim, generator=gen),), {}
+        return ((torch.randn(batch_size, model.z_dim, generator=gen),),
+                _labels(model, batch_size, gen))
 
     def output_shape(self, model: nn.Module, batch_size: int) -> tuple[int, ...]:
-        return (batch_size, 3, *model.resolution)
+        return (batch_size, model.image_channels, *model.resolution)
 
     def forward(self, model: nn.Module, inputs: Inputs, *, deterministic: bool = True
                 ) -> torch.Tensor:
@@ -97,14 +114,14 @@ class TestGenerator(ModelTesterMixin):
 
     def test_truncation_and_noise_modes_are_deterministic(self, config):
         G = self.build(config)
-        z = self.inputs(G)[0][0]
+        (z,), labels = self.inputs(G)
         for kwargs in ({"noise_mode": "none"}, {"truncation_psi": 0.5, "noise_mode": "const"}):
-            assert torch.equal(G(z, **kwargs), G(z, **kwargs)), kwargs
+            assert torch.equal(G(z, **labels, **kwargs), G(z, **labels, **kwargs)), kwargs
         torch.manual_seed(1)
-        a = G(z, noise_mode="random")
+        a = G(z, noise_mode="random", **labels)
         torch.manual_seed(1)
-        assert torch.equal(G(z, noise_mode="random"), a)
-        assert not torch.equal(G(z, noise_mode="random"), a)  # fresh noise on each call
+        assert torch.equal(G(z, noise_mode="random", **labels), a)
+        assert not torch.equal(G(z, noise_mode="random", **labels), a)  # fresh noise each call
 
     @pytest.mark.skipif(os.environ.get("PIXELFOLD_INDUCTOR_TESTS") != "1",
                         reason="PIXELFOLD_INDUCTOR_TESTS=1 runs a real inductor compile: 50 s "
@@ -128,18 +145,17 @@ class TestDiscriminator(ModelTesterMixin):
 
     def make_inputs(self, model: nn.Module, batch_size: int, gen: torch.Generator) -> Inputs:
         s = model.spec
-        images = torch.randn(batch_size, s.image_channels, s.resolution, s.resolution,
-                             generator=gen)
-        return (images,), {}
+        images = torch.randn(batch_size, s.image_channels, *s.size, generator=gen)
+        return (images,), _labels(model, batch_size, gen)
 
     def output_shape(self, model: nn.Module, batch_size: int) -> tuple[int, ...]:
         return (batch_size, 1)
 
     def test_channels_last_images_give_the_same_logits(self, config):
         D = self.build(config)
-        (images,), _ = self.inputs(D, 4)
-        torch.testing.assert_close(D(images.to(memory_format=torch.channels_last)), D(images),
-                                   rtol=1e-5, atol=1e-5)
+        (images,), labels = self.inputs(D, 4)
+        torch.testing.assert_close(D(images.to(memory_format=torch.channels_last), **labels),
+                                   D(images, **labels), rtol=1e-5, atol=1e-5)
 
 
 TESTERS: dict[type, type[ModelTesterMixin]] = {Generator: TestGenerator,
@@ -150,6 +166,8 @@ PARTS: dict[str, str] = {
     "StageBlock": "Generator (every block)",
     "SynthesisNetwork": "Generator (G.synthesis)",
     "SynthesisStage": "Generator (every stage)",
+    "ClassConditioned": "a conditional Generator with its classes chosen, for the metrics "
+                        "(test_conditional.py)",
     "DinoV2Features": "a wrapper of a timm network with its own weight files and no "
                       "save_pretrained (test_metrics.py)",
 }

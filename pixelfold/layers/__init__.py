@@ -22,6 +22,7 @@ from .fold import (
     pixel_unfold,
     unfold_pattern,
 )
+from .labels import LabelError, label_vectors
 from .mapping import MappingNetwork, PixelNorm, pixel_norm
 from .minibatch_std import MinibatchStdDev
 from .modulated import ModConvPath, ModulatedConv2d, StyledConv2d, ToRGB, modulated_conv2d
@@ -59,6 +60,7 @@ __all__ = [
     "FourierFeatures",
     "Impl",
     "InputError",
+    "LabelError",
     "MappingNetwork",
     "MinibatchStdDev",
     "ModConvPath",
@@ -79,6 +81,7 @@ __all__ = [
     "filter2d",
     "fold_pattern",
     "get_impl",
+    "label_vectors",
     "make_kernel",
     "modulated_conv2d",
     "pixel_fold",

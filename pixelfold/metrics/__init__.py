@@ -6,6 +6,7 @@ quality: FID, KID, precision/recall, IS through torch-fidelity; PPL; FD-DINOv2),
 or of a set of generated images, with reports that compare only under the same protocol.
 """
 
+from .conditional import ClassConditioned, ClassMetrics, compute_class_metrics
 from .fd_dinov2 import (
     DINOV2_MODEL,
     DinoV2Features,
@@ -38,6 +39,8 @@ from .weights import MissingWeightsError, WeightsError, resolve_weights
 
 __all__ = [
     "DINOV2_MODEL",
+    "ClassConditioned",
+    "ClassMetrics",
     "QUANTIZATION",
     "DinoV2Features",
     "FeatureStatistics",
@@ -48,6 +51,7 @@ __all__ = [
     "NoLogitsError",
     "RealImages",
     "WeightsError",
+    "compute_class_metrics",
     "compute_dinov2_statistics",
     "compute_fd_dinov2",
     "compute_inception_statistics",

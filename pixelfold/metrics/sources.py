@@ -155,6 +155,10 @@ class GeneratorSource:
     generator (``noise_mode="random"``) come from torch's generator, reseeded with ``seed`` by
     [`seeded`][pixelfold.metrics.sources.GeneratorSource.seeded].
 
+    A class-conditional generator is wrapped in a
+    [`ClassConditioned`][pixelfold.metrics.ClassConditioned] that draws the classes uniformly
+    (wrap it yourself to choose them); the protocol records them as ``classes``.
+
     Args:
         generator: a [`Generator`][pixelfold.models.Generator] (anything with ``z_dim``,
             ``resolution`` and ``forward(z, truncation_psi=..., noise_mode=...)``).
@@ -175,6 +179,10 @@ class GeneratorSource:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if getattr(generator, "c_dim", 0):
+            from .conditional import ClassConditioned
+
+            generator = ClassConditioned(generator)
         self.generator = generator
         self.num_images = int(num_images)
         self.batch_size = min(int(batch_size), self.num_images)
@@ -250,6 +258,8 @@ class GeneratorSource:
             "noise_mode": self.noise_mode,
             "quantization": QUANTIZATION,
             **_channels_protocol(self.image_channels),
+            **({"classes": self.generator.describe()}
+               if hasattr(self.generator, "num_classes") else {}),
         }
 
 

@@ -15,6 +15,13 @@ blocks halve both sides until the shorter one is 4, so the final block keeps the
 (``256x512`` ends at ``4x8``; the longer side must be divisible by ``S / 4``), and the final
 linear layer takes ``C[4]·h·w`` inputs. Square specs are unchanged.
 
+A class-conditional discriminator (``c_dim > 0``) conditions by projection, as StyleGAN2-ADA
+does: the last linear layer gives ``cmap_dim = C[4]`` features instead of one, a label mapping
+network (``mapping``: the embedded, normalized one-hot label through ``mapping_layers``
+equalized linear layers with learning-rate multiplier 0.01) gives the label's vector ``cmap``
+of the same width, and the logit is their dot product ``(out · cmap) / sqrt(cmap_dim)``. An
+unconditional spec builds exactly the unconditional network (same tensors, same outputs).
+
 All convolutions are equalized and bias-free; the bias of an activated conv lives in its
 [`BiasLeakyReLU`][pixelfold.layers.BiasLeakyReLU]. At 256 with the default table this gives
 28,864,129 parameters, the count of the authors' discriminator.
@@ -34,7 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -44,8 +51,10 @@ from ..layers import (
     Blur,
     EqualConv2d,
     EqualLinear,
+    MappingNetwork,
     MinibatchStdDev,
     check_input,
+    label_vectors,
 )
 from ..utils.errors import ConfigError
 from ..utils.memory import discriminator_values
@@ -143,6 +152,11 @@ class DiscriminatorSpec(SpecMixin):
         mbstd_group_size: samples per minibatch-std group (clipped to the batch size).
         mbstd_num_channels: number of minibatch-std statistics.
         blur_kernel: FIR taps of the blur before each stride-2 convolution.
+        c_dim: number of classes of a class-conditional discriminator (0: unconditional):
+            projection conditioning (see the module's description). Left out of
+            [`to_dict`][pixelfold.utils.spec.SpecMixin.to_dict] when 0.
+        mapping_layers: depth of the label mapping network of a conditional discriminator
+            (StyleGAN2-ADA: 8); left out of ``to_dict`` while 8.
     """
 
     resolution: int | tuple[int, int] = 256
@@ -151,10 +165,16 @@ class DiscriminatorSpec(SpecMixin):
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
+    c_dim: int = 0
+    mapping_layers: int = 8
+
+    omit_if_default: ClassVar[tuple[str, ...]] = ("c_dim", "mapping_layers")
 
     def __post_init__(self) -> None:
         where = "DiscriminatorSpec"
         check_finite_fields(where, self)
+        check_int(self.c_dim, "c_dim", where=where, low=0)
+        check_int(self.mapping_layers, "mapping_layers", where=where)
         try:
             self.resolution = check_resolution(self.resolution)
         except ConfigError as exc:
@@ -326,16 +346,24 @@ class Discriminator(PretrainedMixin, nn.Module):
         self.final_conv = DiscriminatorConv(c4 + spec.mbstd_num_channels, c4, 3)
         fh, fw = spec.final_size
         self.final_linear = EqualLinear(c4 * fh * fw, c4, activation="lrelu")
-        self.out = EqualLinear(c4, 1)
+        self.c_dim = spec.c_dim
+        self.cmap_dim = c4 if spec.c_dim else 0
+        self.out = EqualLinear(c4, self.cmap_dim or 1)
+        # built last: an unconditional discriminator draws the same initial weights as before
+        self.mapping = (MappingNetwork(0, c4, spec.mapping_layers, c_dim=spec.c_dim,
+                                       track_w_avg=False) if spec.c_dim else None)
         apply_memory_format(self, memory_format)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, c: torch.Tensor | int | None = None) -> torch.Tensor:
         """Score a batch of images.
 
         Args:
             images: ``(B, image_channels, H, W)`` at the spec's resolution, floating-point,
                 nominally in ``[-1, 1]``. The batch size must be divisible by
                 ``min(mbstd_group_size, B)``.
+            c: class labels of a conditional discriminator: integer classes ``(B,)`` (or one
+                int for the whole batch) or one-hot / soft vectors ``(B, c_dim)``; ``None`` for
+                an unconditional one.
 
         Returns:
             real/fake logits ``(B, 1)``; an empty batch gives ``(0, 1)``.
@@ -345,6 +373,8 @@ class Discriminator(PretrainedMixin, nn.Module):
                 scaled to ``[-1, 1]`` first) on the device of the weights, or has another
                 dtype than them outside ``torch.autocast``.
             ValueError: the shape is wrong.
+            LabelError: ``c`` missing for a conditional discriminator, given to an
+                unconditional one, a class out of range or a wrong shape.
         """
         check_input(images, self.out.weight, "images", "the discriminator", var="D",
                     float_hint=" in [-1, 1] (uint8 pixels p as p.float() / 127.5 - 1)")
@@ -353,13 +383,20 @@ class Discriminator(PretrainedMixin, nn.Module):
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"Discriminator expects images of shape (B, {s.image_channels}, "
                              f"{s.size[0]}, {s.size[1]}), got {tuple(images.shape)}")
+        labels = label_vectors(c, self.c_dim, images.shape[0], owner="the discriminator",
+                               like=self.out.weight)
         if images.shape[0] == 0:
             return images.new_zeros((0, 1))
         x = self.from_rgb(images)
         for block in self.blocks:
             x = block(x)
         x = self.final_conv(self.mbstd(x))
-        return self.out(self.final_linear(x.flatten(1)))
+        x = self.out(self.final_linear(x.flatten(1)))
+        if self.mapping is not None:
+            cmap = self.mapping(None, labels)
+            x = (x * cmap.to(x.dtype)).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
+        return x
 
     def extra_repr(self) -> str:
-        return f"resolution={self.resolution}"
+        cond = f", c_dim={self.c_dim}" if self.c_dim else ""
+        return f"resolution={self.resolution}{cond}"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -436,6 +436,9 @@ class Generator(PretrainedMixin, nn.Module):
     [`GeneratorSpec`][pixelfold.models.GeneratorSpec].
 
     NVlabs-style parts: ``G.mapping(z) -> ws``, ``G.synthesis(ws) -> image`` and ``G(z)``.
+    A class-conditional generator (``spec.c_dim > 0``) takes the labels too:
+    ``G.mapping(z, c)``, ``G(z, c)``, with ``c`` integer classes ``(B,)`` or one-hot / soft
+    vectors ``(B, c_dim)`` (see [Conditional](../training/conditional.md)).
 
     Args:
         spec: the architecture, a [`GeneratorSpec`][pixelfold.models.GeneratorSpec] (or its
@@ -476,9 +479,10 @@ class Generator(PretrainedMixin, nn.Module):
         self.resolution = spec.resolution
         #: channels of the images: 1 (grayscale), 3 (RGB) or 4 (RGBA)
         self.image_channels = spec.image_channels
+        self.c_dim = spec.c_dim
         self.mapping = MappingNetwork(spec.z_dim, spec.w_dim, spec.mapping_layers,
                                       lr_mul=spec.mapping_lr_mul, w_avg_beta=spec.w_avg_beta,
-                                      num_ws=spec.num_ws)
+                                      num_ws=spec.num_ws, c_dim=spec.c_dim)
         self.synthesis = SynthesisNetwork(spec)
         apply_memory_format(self, memory_format)
 
@@ -496,6 +500,7 @@ class Generator(PretrainedMixin, nn.Module):
     def forward(
         self,
         z: torch.Tensor,
+        c: torch.Tensor | int | None = None,
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
         noise_mode: NoiseMode = "random",
@@ -503,10 +508,14 @@ class Generator(PretrainedMixin, nn.Module):
         update_w_avg: bool = False,
         window: CoordinateWindow | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """``synthesis(mapping(z, ...), ...)``.
+        """``synthesis(mapping(z, c, ...), ...)``.
 
         Args:
             z: latents ``(B, z_dim)``.
+            c: class labels of a conditional generator: integer classes ``(B,)`` (or one int
+                for the whole batch) or one-hot / soft vectors ``(B, c_dim)``; ``None`` for an
+                unconditional one. [`class_index`][pixelfold.models.Generator.class_index]
+                turns a class name into its index.
             truncation_psi: truncation strength (1: none).
             truncation_cutoff: truncate only the first ``truncation_cutoff`` styles.
             noise_mode: ``"random"``, ``"const"`` or ``"none"``.
@@ -524,11 +533,13 @@ class Generator(PretrainedMixin, nn.Module):
                 has another dtype than them outside ``torch.autocast`` (the message says how
                 to convert one of them).
             ValueError: ``z`` is not ``(B, z_dim)``.
+            LabelError: ``c`` missing for a conditional generator, given to an unconditional
+                one, a class out of range or a wrong shape (the message names the value).
         """
         check_input(z, self.mapping.w_avg, "z", "the generator", var="G",
                     float_hint=f" (e.g. torch.randn(B, {self.z_dim}))")
-        ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_w_avg=update_w_avg)
+        ws = self.mapping(z, c, truncation_psi=truncation_psi,
+                          truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg)
         return self.synthesis(ws, noise_mode=noise_mode, return_stages=return_stages,
                               window=window)
 
@@ -537,8 +548,51 @@ class Generator(PretrainedMixin, nn.Module):
         """Device of the parameters."""
         return next(self.parameters()).device
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The name of each class: the spec's ``class_names``, else the indices as strings
+        (empty for an unconditional generator)."""
+        return self.spec.class_names or tuple(str(i) for i in range(self.c_dim))
+
+    def class_index(self, which: int | str) -> int:
+        """The index of a class given by index (an int or a string of digits) or by name.
+
+        A string is first looked up among the class names, then read as an index, so a
+        class named ``"3"`` is found by name.
+
+        Raises:
+            LabelError: the generator is unconditional, or no class is called or numbered
+                ``which`` (the message lists the classes).
+        """
+        from ..layers import LabelError
+
+        if not self.c_dim:
+            raise LabelError(f"the generator is unconditional (c_dim 0): it has no class "
+                             f"{which!r}")
+        names = self.class_names
+        if isinstance(which, str):
+            text = which.strip()
+            if text in names:
+                return names.index(text)
+            if not text.lstrip("-").isdigit():
+                raise LabelError(f"no class is called {which!r}; the classes are "
+                                 f"{_list_classes(names)}")
+            which = int(text)
+        if isinstance(which, bool) or not isinstance(which, int) or not 0 <= which < self.c_dim:
+            raise LabelError(f"class {which!r} is out of range: the generator has {self.c_dim} "
+                             f"classes (0 to {self.c_dim - 1}: {_list_classes(names)})")
+        return which
+
     def extra_repr(self) -> str:
-        return f"name={self.spec.name!r}, resolution={self.resolution}, num_ws={self.num_ws}"
+        cond = f", c_dim={self.c_dim}" if self.c_dim else ""
+        return (f"name={self.spec.name!r}, resolution={self.resolution}, "
+                f"num_ws={self.num_ws}{cond}")
+
+
+def _list_classes(names: Sequence[str], limit: int = 12) -> str:
+    """``0: cat, 1: dog, ...`` (the first ``limit``)."""
+    shown = ", ".join(f"{i}: {n}" if n != str(i) else n for i, n in enumerate(names[:limit]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def check_model_fits(kind: str, spec: object, values: int) -> None:

@@ -279,6 +279,15 @@ class GeneratorSpec(SpecMixin):
         channel_order: channel layout of folding (``"pixelfolder"`` or ``"pixel_shuffle"``).
         blur_kernel: FIR taps for RGB skip upsampling and upsampling ModConvs.
         name: optional human-readable name (presets set it); not used to build the model.
+        c_dim: number of classes of a class-conditional generator (0: unconditional). The
+            mapping network then embeds the one-hot label as StyleGAN2-ADA does (see
+            [`MappingNetwork`][pixelfold.layers.MappingNetwork]). Left out of
+            [`to_dict`][pixelfold.models.GeneratorSpec.to_dict] when 0, so unconditional
+            configs are unchanged.
+        class_names: the name of each class (``c_dim`` of them, or none: the classes are then
+            called by their index), as the training data named them; tools print and accept
+            them (``pixelfold generate --class NAME``). Not used to build the model; left out
+            of ``to_dict`` when empty.
     """
 
     stages: tuple[StageSpec, ...]
@@ -291,6 +300,10 @@ class GeneratorSpec(SpecMixin):
     channel_order: str = "pixelfolder"
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
     name: str | None = None
+    c_dim: int = 0
+    class_names: tuple[str, ...] = ()
+
+    omit_if_default: ClassVar[tuple[str, ...]] = ("c_dim", "class_names")
 
     def __post_init__(self) -> None:
         where = "GeneratorSpec"
@@ -323,6 +336,8 @@ class GeneratorSpec(SpecMixin):
             raise _err(where, "name", f"must be a string or None, got {self.name!r}")
         check_choice(self.channel_order, "channel_order", CHANNEL_ORDERS, where=where)
         self.blur_kernel = check_int_tuple(self.blur_kernel, "blur_kernel", where=where)
+        check_int(self.c_dim, "c_dim", where=where, low=0)
+        self.class_names = check_class_names(where, self.class_names, self.c_dim)
         self._validate_chain()
 
     def _validate_chain(self) -> None:
@@ -437,3 +452,23 @@ class GeneratorSpec(SpecMixin):
                 + f") -> {st.output_resolution[0]}x{st.output_resolution[1]}"
             )
         return "\n".join(lines)
+
+
+def check_class_names(where: str, names: Any, c_dim: int) -> tuple[str, ...]:
+    """``names`` as a tuple of ``c_dim`` distinct non-empty strings (or an empty tuple);
+    otherwise a ``ConfigError`` naming the bad value."""
+    if isinstance(names, str) or not isinstance(names, (tuple, list)):
+        raise _err(where, "class_names", f"must be a list of strings, got {names!r}")
+    names = tuple(names)
+    if not names:
+        return names
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise _err(where, "class_names", f"must hold non-empty strings, got {bad[0]!r}")
+    if len(names) != c_dim:
+        raise _err(where, "class_names", f"has {len(names)} names but c_dim is {c_dim}: give "
+                   f"one name per class, or none")
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise _err(where, "class_names", f"names {twice!r} twice")
+    return names

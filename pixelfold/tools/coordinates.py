@@ -136,6 +136,7 @@ def panorama_images(
     noise_mode: str = "const",
     batch_size: int = 16,
     progress: bool = False,
+    c: int | None = None,
 ) -> torch.Tensor:
     """One panorama per seed: the images of
     [`panorama_windows(count, window)`][pixelfold.tools.coordinates.panorama_windows] side by
@@ -143,7 +144,8 @@ def panorama_images(
 
     The tiles are rendered separately and put side by side: nothing blends them, so what
     the model does at a window's border shows at the seams (see [Coordinate
-    rendering](../tools/coordinates.md)).
+    rendering](../tools/coordinates.md)). ``c``: the class of a conditional generator (an
+    index).
 
     Raises:
         ConfigError: a bad ``count``.
@@ -156,7 +158,7 @@ def panorama_images(
     check_held_memory(G, n * count, f"{n:,d} panoramas of {count} frames",
                       hint="use fewer seeds or windows", extra_bytes=_ws_bytes(G, n))
     check_batch_memory(G, batch_size, n)
-    ws = _mapping(G, seeds, truncation_psi)
+    ws = _mapping(G, seeds, truncation_psi, c)
     out = []
     for sl in _batches(n, batch_size, progress, "panorama"):
         tiles = []

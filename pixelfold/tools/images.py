@@ -158,14 +158,15 @@ def _param_dtype(G: Generator) -> torch.dtype:
 
 
 def _mapping(G: Generator, seeds: Sequence[int] | WLatents,
-             truncation_psi: float) -> torch.Tensor:
-    """``ws (N, num_ws, w_dim)`` of seeds (mapped), or of given latents, truncated."""
+             truncation_psi: float, c: int | None = None) -> torch.Tensor:
+    """``ws (N, num_ws, w_dim)`` of seeds (mapped, with the class ``c`` of a conditional
+    generator), or of given latents (whose class is in them: ``c`` is not used), truncated."""
     _check_psi(truncation_psi)
     if isinstance(seeds, WLatents):
         ws = seeds.for_generator(G)
         return G.mapping.truncate(ws, truncation_psi) if truncation_psi != 1 else ws.clone()
     z = seed_latents(seeds, G.z_dim).to(G.device, _param_dtype(G))
-    return G.mapping(z, truncation_psi=truncation_psi).clone()
+    return G.mapping(z, c, truncation_psi=truncation_psi).clone()
 
 
 def _ws_bytes(G: Generator, count: int) -> int:
@@ -192,11 +193,12 @@ def iter_images(
     batch_size: int = 16,
     progress: bool = False,
     window: CoordinateWindow | None = None,
+    c: int | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Like [`generate_images`][pixelfold.tools.generate_images], one batch at a time:
     yields ``(batch_seeds, images (len(batch_seeds), 3, H, W))``, so that any number of seeds
     (a [`SeedList`][pixelfold.tools.SeedList] of billions) can be written out in constant
-    memory. The progress bar counts images handed out. ``window``: as in
+    memory. The progress bar counts images handed out. ``window`` and ``c``: as in
     [`generate_images`][pixelfold.tools.generate_images].
 
     Raises:
@@ -210,7 +212,7 @@ def iter_images(
     for sl in _batches(len(seeds), batch_size, progress, "generate"):
         batch_seeds = seeds[sl]
         with torch.inference_mode():
-            ws = _mapping(G, batch_seeds, truncation_psi)
+            ws = _mapping(G, batch_seeds, truncation_psi, c)
             images = G.synthesis(ws, noise_mode=noise_mode, window=window)
             check_finite_images(G, images, batch_seeds)
             images = images.float().clamp(-1, 1).cpu()
@@ -226,6 +228,7 @@ def generate_images(
     batch_size: int = 16,
     progress: bool = False,
     window: CoordinateWindow | None = None,
+    c: int | None = None,
 ) -> torch.Tensor:
     """One image per seed, ``(len(seeds), 3, H, W)``.
 
@@ -240,17 +243,21 @@ def generate_images(
         window: the part of the coordinate plane to render (a
             [`CoordinateWindow`][pixelfold.layers.CoordinateWindow]: shift, zoom); default
             the training frame.
+        c: the class of a conditional generator, by index (``G.class_index(name)`` gives
+            the index of a name); ``None`` for an unconditional one.
 
     Raises:
         MemoryLimitError: the images, or one batch, do not fit in memory.
         NonFiniteError: the generator's output holds NaN or infinity.
+        LabelError: ``c`` missing for a conditional generator, given to an unconditional
+            one, or out of range.
     """
     check_held_memory(G, len(seeds), f"{len(seeds):,d} images",
                       hint="use fewer seeds, or iter_images (pixelfold generate without "
                            "--grid), which holds one batch at a time")
     return torch.cat([images for _, images in iter_images(
         G, seeds, truncation_psi=truncation_psi, noise_mode=noise_mode, batch_size=batch_size,
-        progress=progress, window=window)])
+        progress=progress, window=window, c=c)])
 
 
 def resolve_crossovers(G: Generator, crossovers: Sequence[str | int]) -> list[Crossover]:
@@ -304,6 +311,7 @@ def style_mix_images(
     noise_mode: str = "const",
     batch_size: int = 16,
     progress: bool = False,
+    c: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Crossover]]:
     """Stage-wise style mixing (the PixelFolder paper's Fig. C).
 
@@ -319,6 +327,9 @@ def style_mix_images(
         noise_mode: ``"const"``, ``"random"`` or ``"none"``.
         batch_size: images per forward pass.
         progress: show a progress bar when it takes more than a second.
+        c: the class of every latent, rows and columns, of a conditional generator, by
+            index (``G.class_index(name)`` gives the index of a name); ``None`` for an
+            unconditional one.
 
     Returns:
         ``(row_images (R, 3, H, W), col_images (C, 3, H, W), mixed (K, R, C, 3, H, W),
@@ -335,8 +346,8 @@ def style_mix_images(
                       hint="use fewer seeds",
                       extra_bytes=_ws_bytes(G, count))
     check_batch_memory(G, batch_size, count)
-    ws_rows = _mapping(G, row_seeds, truncation_psi)
-    ws_cols = _mapping(G, col_seeds, truncation_psi)
+    ws_rows = _mapping(G, row_seeds, truncation_psi, c)
+    ws_cols = _mapping(G, col_seeds, truncation_psi, c)
     R, C, K = len(row_seeds), len(col_seeds), len(resolved)
     a = ws_rows[:, None].expand(-1, C, -1, -1).reshape(R * C, *ws_rows.shape[1:])
     b = ws_cols[None].expand(R, -1, -1, -1).reshape(R * C, *ws_cols.shape[1:])
@@ -360,6 +371,7 @@ def interpolation_frames(
     noise_mode: str = "const",
     batch_size: int = 16,
     progress: bool = False,
+    c: int | None = None,
 ) -> torch.Tensor:
     """Frames of a walk through the latents of ``seeds``, in order.
 
@@ -381,6 +393,9 @@ def interpolation_frames(
         noise_mode: ``"const"`` keeps the noise fixed across frames (smooth animations).
         batch_size: images per forward pass.
         progress: show a progress bar when it takes more than a second.
+        c: the class of every frame, of a conditional generator, by index
+            (``G.class_index(name)`` gives the index of a name); ``None`` for an
+            unconditional one.
 
     Returns:
         ``(frames, 3, H, W)``.
@@ -414,12 +429,12 @@ def interpolation_frames(
     if space == "z":
         keys = seed_latents(seeds, G.z_dim).double()
     else:  # every layer's w: the per-layer ws of a projection differ
-        keys = _mapping(G, seeds, truncation_psi).double().cpu()
+        keys = _mapping(G, seeds, truncation_psi, c).double().cpu()
     shape = (-1,) + (1,) * (keys.ndim - 1)
     path = [interp(keys[i][None], keys[i + 1][None], (t if i == 0 else t[1:]).view(shape))
             for i in range(len(seeds) - 1)]
     points = torch.cat(path).to(G.device, _param_dtype(G))
-    ws = G.mapping(points, truncation_psi=truncation_psi) if space == "z" else points
+    ws = G.mapping(points, c, truncation_psi=truncation_psi) if space == "z" else points
     return _synthesize(G, ws, noise_mode=noise_mode, batch_size=batch_size,
                        progress=progress, desc="interpolate", what="frames")
 

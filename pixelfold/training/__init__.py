@@ -7,8 +7,10 @@ mixing, and fine-tuning (start from trained weights, FreezeD).
 
 from .config import TrainConfig, build_arg_parser, parse_args
 from .data import (
+    DatasetClasses,
     ImageDataset,
     IterableImageDataset,
+    dataset_classes,
     digits_dataset,
     load_image_dataset,
     preprocess_image,
@@ -35,6 +37,7 @@ from .trainer import GANTrainer, NonFiniteLossError, TrainerState, save_image_gr
 
 __all__ = [
     "EMA",
+    "DatasetClasses",
     "GANTrainer",
     "ImageDataset",
     "InitWeights",
@@ -43,6 +46,7 @@ __all__ = [
     "TrainConfig",
     "TrainerState",
     "build_arg_parser",
+    "dataset_classes",
     "digits_dataset",
     "load_image_dataset",
     "parse_args",

@@ -57,6 +57,15 @@ class TrainConfig(SpecMixin):
         dataset: Hub id, image folder, saved dataset folder, or ``"digits"`` (scikit-learn's
             handwritten digits, offline).
         image_column: image column of the dataset (auto-detected when ``None``).
+        cond: train a class-conditional model on the dataset's labels (see
+            [Conditional](../training/conditional.md)): ``c_dim`` of G and D comes from the
+            number of classes, which must match a ``generator_config`` that sets it.
+        class_column: the label column for ``cond`` (a ``ClassLabel`` or integer column;
+            ``None``: the first ``ClassLabel`` column, e.g. the ``label`` of an image folder
+            with one subfolder per class, else ``label``).
+        d_mapping_layers: depth of the conditional discriminator's label mapping
+            (StyleGAN2-ADA: 8; fewer layers keep the classes' projection vectors further
+            apart at the start, which short runs of small models learn from sooner).
         split: dataset split.
         streaming: stream the dataset.
         resolution: training resolution: one side (a square, which must equal the generator's)
@@ -154,6 +163,12 @@ class TrainConfig(SpecMixin):
     output_dir: str = "outputs/run"
     dataset: str = "digits"
     image_column: str | None = None
+    #: train a class-conditional model on the dataset's labels
+    cond: bool = False
+    #: the label column for ``cond`` (``None``: found, see ``dataset_classes``)
+    class_column: str | None = None
+    #: depth of a conditional discriminator's label mapping (StyleGAN2-ADA: 8)
+    d_mapping_layers: int = 8
     split: str = "train"
     streaming: bool = False
     resolution: int | tuple[int, int] = 256
@@ -260,6 +275,9 @@ class TrainConfig(SpecMixin):
             if self.streaming:
                 raise ConfigError("--metrics needs a map-style dataset; they do not run on "
                                   "--streaming data")
+            if self.cond and "ppl" in str(self.metrics).lower().replace(" ", "").split(","):
+                raise ConfigError("--metrics ppl is not computed for class-conditional models "
+                                  "(--cond); the other metrics are, over all classes")
         elif self.best_metric is not None:
             raise ConfigError(f"--best-metric {self.best_metric} needs --metrics")
         from .augment import build_augment
@@ -281,6 +299,12 @@ class TrainConfig(SpecMixin):
             raise ConfigError(f"--freeze-d {self.freeze_d} needs --init-from: it keeps "
                               f"pretrained layers of D as they are (random ones would never "
                               f"learn)")
+        if self.class_column is not None and not self.cond:
+            raise ConfigError(f"--class-column {self.class_column} needs --cond (training "
+                              f"on labels is off by default)")
+        check_int(self.d_mapping_layers, "d_mapping_layers")
+        if self.class_column is not None and not str(self.class_column).strip():
+            raise ConfigError("--class-column is empty: give the name of the label column")
         if self.init_from is not None and not str(self.init_from).strip():
             raise ConfigError("init_from is empty: give a model folder, checkpoint or .pt file")
         if not self.generator_config:
@@ -290,7 +314,8 @@ class TrainConfig(SpecMixin):
                 raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
                                   f"{', '.join(presets.names())}")
         tracker_names(self.report_to)
-        for name in ("streaming", "hflip", "cudnn_benchmark", "progress_bar", "overwrite"):
+        for name in ("cond", "streaming", "hflip", "cudnn_benchmark", "progress_bar",
+                     "overwrite"):
             check_bool(getattr(self, name), name)
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.d_channels is not None:
@@ -367,7 +392,7 @@ _PARSERS: dict[str, Any] = {
 """How the command line reads a value of each field type of ``TrainConfig``."""
 
 _METAVARS = {"resolution": "N|HxW", "image_channels": "C", "d_channels": "RES:CH,...",
-             "betas": "B1,B2", "metrics": "LIST",
+             "betas": "B1,B2", "metrics": "LIST", "class_column": "NAME", "d_mapping_layers": "N",
              "init_from": "MODEL", "freeze_d": "N", "inception_weights": "PATH",
              "vgg16_weights": "PATH", "lpips_weights": "PATH", "dinov2_weights": "PATH"}
 

@@ -7,6 +7,11 @@ channels (grayscale, RGB or RGBA: see
 [`preprocess_image`][pixelfold.training.data.preprocess_image]), resizes, center-crops to
 ``H x W`` and scales images to ``[-1, 1]``, skipping unreadable or truncated files (each skip
 is counted; the first one is reported with one warning).
+
+For class-conditional training, [`dataset_classes`][pixelfold.training.data.dataset_classes]
+finds the label column (a ``ClassLabel``, such as the ``label`` column the ``imagefolder``
+builder makes from one subfolder per class, or an integer column) and the classes; the image
+datasets then yield ``(image, class)`` pairs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import io
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +32,11 @@ from ..utils.errors import DataError
 
 __all__ = [
     "RESIZE_FILTERS",
+    "DatasetClasses",
     "ImageDataset",
     "convert_image",
     "IterableImageDataset",
+    "dataset_classes",
     "digits_dataset",
     "find_image_column",
     "load_image_dataset",
@@ -127,6 +135,92 @@ def find_image_column(features: Any, image_column: str | None = None) -> str:
         if isinstance(features[name], datasets.Image):
             return name
     raise ValueError(f"the dataset has no image column (columns: {names}); pass --image-column")
+
+
+@dataclass(frozen=True)
+class DatasetClasses:
+    """The classes of a labelled dataset.
+
+    Args:
+        column: the label column.
+        names: the name of each class, index order (a ``ClassLabel``'s names; ``"0"``,
+            ``"1"``, ... for an integer column).
+        counts: images per class (``None`` for a streamed dataset, whose labels are not read
+            ahead).
+    """
+
+    column: str
+    names: tuple[str, ...]
+    counts: tuple[int, ...] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes (the ``c_dim`` of a model trained on them)."""
+        return len(self.names)
+
+
+def dataset_classes(dataset: Any, class_column: str | None = None) -> DatasetClasses:
+    """The label column and classes of a ``datasets.Dataset`` (or ``IterableDataset``).
+
+    The column is ``class_column`` if given, else the first ``ClassLabel`` column (an image
+    folder with one subfolder per class gets one, ``label``, from the ``imagefolder`` builder:
+    the classes are the sorted subfolder names), else an integer column called ``label`` or
+    ``labels``. A ``ClassLabel`` gives the classes and their names; an integer column of a
+    map-style dataset has the classes ``0 .. max`` (named by their numbers).
+
+    Raises:
+        DataError: no such column, no label column found, a column that holds neither
+            ``ClassLabel`` nor integer values, negative labels, or an integer column of a
+            streamed dataset (whose number of classes cannot be known without reading it
+            all).
+    """
+    import datasets
+
+    features = dataset.features
+    names = list(features) if features is not None else []
+    if class_column is not None:
+        if features is not None and class_column not in names:
+            raise DataError(f"--class-column {class_column!r} is not a column of the dataset "
+                            f"(columns: {names})")
+        column = class_column
+    else:
+        found = [n for n in names if isinstance(features[n], datasets.ClassLabel)]
+        found += [n for n in ("label", "labels") if n in names and n not in found]
+        if not found:
+            raise DataError(f"--cond: the dataset has no label column (columns: {names}): "
+                            f"pass --class-column, or use an image folder with one subfolder "
+                            f"per class")
+        column = found[0]
+    feature = features[column] if features is not None else None
+    streaming = isinstance(dataset, datasets.IterableDataset)
+    if isinstance(feature, datasets.ClassLabel):
+        counts = None
+        if not streaming:
+            values = np.asarray(dataset[column], dtype=np.int64)
+            if values.size and values.min() < 0:
+                raise DataError(f"--class-column {column}: {int((values < 0).sum())} image(s) "
+                                f"have no class (label -1)")
+            if values.size and values.max() >= feature.num_classes:
+                raise DataError(f"--class-column {column}: label {int(values.max())} is out of "
+                                f"range for its {feature.num_classes} class names")
+            counts = tuple(np.bincount(values, minlength=feature.num_classes).tolist())
+        return DatasetClasses(column, tuple(str(n) for n in feature.names), counts)
+    dtype = getattr(feature, "dtype", None)
+    if not (isinstance(feature, datasets.Value) and ("int" in str(dtype))):
+        raise DataError(f"--class-column {column}: the column holds {feature}, not class "
+                        f"labels (a ClassLabel or integers)")
+    if streaming:
+        raise DataError(f"--class-column {column}: a streamed dataset needs a ClassLabel "
+                        f"column (its names give the classes); this one holds integers")
+    values = np.asarray(dataset[column], dtype=np.int64)
+    if values.size == 0:
+        raise DataError("the dataset is empty")
+    if values.min() < 0:
+        raise DataError(f"--class-column {column}: labels must be >= 0, got "
+                        f"{int(values.min())}")
+    counts = np.bincount(values)
+    return DatasetClasses(column, tuple(str(i) for i in range(len(counts))),
+                          tuple(counts.tolist()))
 
 
 def preprocess_image(
@@ -314,17 +408,23 @@ class ImageDataset(torch.utils.data.Dataset):
         jpeg_quality: optional JPEG re-encoding quality.
         image_channels: channels of the output (1, 3 or 4): every image is converted to them
             as [`preprocess_image`][pixelfold.training.data.preprocess_image] says.
+        label_column: a label column (see
+            [`dataset_classes`][pixelfold.training.data.dataset_classes]): items are then
+            ``(image, class)`` pairs, the class an int.
     """
 
     def __init__(self, dataset: Any, resolution: int | tuple[int, int], *,
                  image_column: str | None = None, resize_filter: str = "box",
-                 jpeg_quality: int | None = None, image_channels: int = 3) -> None:
+                 jpeg_quality: int | None = None, image_channels: int = 3,
+                 label_column: str | None = None) -> None:
         import datasets
 
         self.column = find_image_column(dataset.features, image_column)
         if isinstance(dataset.features[self.column], datasets.Image):
             dataset = dataset.cast_column(self.column, datasets.Image(decode=False))
-        self.dataset = dataset.select_columns([self.column])
+        self.label_column = label_column
+        self.dataset = dataset.select_columns([self.column]
+                                              + ([label_column] if label_column else []))
         if len(self.dataset) == 0:
             raise DataError("the dataset is empty")
         self.resolution = resolution
@@ -343,18 +443,21 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, int]:
         n = len(self.dataset)
         for offset in range(n):
             i = (index + offset) % n
             if i in self._bad:
                 continue
-            value = self.dataset[i][self.column]
+            row = self.dataset[i]
+            value = row[self.column]
             try:
-                return preprocess_image(_open(value), self.resolution,
-                                        resize_filter=self.resize_filter,
-                                        jpeg_quality=self.jpeg_quality,
-                                        image_channels=self.image_channels)
+                image = preprocess_image(_open(value), self.resolution,
+                                         resize_filter=self.resize_filter,
+                                         jpeg_quality=self.jpeg_quality,
+                                         image_channels=self.image_channels)
+                return image if self.label_column is None else \
+                    (image, int(row[self.label_column]))
             except Exception as exc:  # unreadable, truncated, unsupported
                 self._bad.add(i)
                 self._counter.skip(_describe(value), exc)
@@ -391,10 +494,11 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
     def __init__(self, dataset: Any, resolution: int | tuple[int, int], *,
                  image_column: str | None = None, resize_filter: str = "box",
                  jpeg_quality: int | None = None, seed: int = 0, shuffle_buffer: int = 1000,
-                 image_channels: int = 3) -> None:
+                 image_channels: int = 3, label_column: str | None = None) -> None:
         import datasets
 
         self.column = find_image_column(dataset.features, image_column)
+        self.label_column = label_column
         if dataset.features is not None and isinstance(dataset.features[self.column],
                                                        datasets.Image):
             dataset = dataset.cast_column(self.column, datasets.Image(decode=False))
@@ -416,7 +520,7 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
         """Reshuffle the stream for ``epoch``."""
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, int]]:
         while True:
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(self.epoch)
@@ -424,11 +528,12 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
             for row in self.dataset:
                 value = row[self.column]
                 try:
-                    image = _open(value)
-                    yield preprocess_image(image, self.resolution,
-                                           resize_filter=self.resize_filter,
-                                           jpeg_quality=self.jpeg_quality,
-                                           image_channels=self.image_channels)
+                    image = preprocess_image(_open(value), self.resolution,
+                                             resize_filter=self.resize_filter,
+                                             jpeg_quality=self.jpeg_quality,
+                                             image_channels=self.image_channels)
+                    yield image if self.label_column is None else \
+                        (image, int(row[self.label_column]))
                     produced += 1
                 except Exception as exc:
                     self._counter.skip(_describe(value), exc)

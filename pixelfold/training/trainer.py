@@ -83,7 +83,14 @@ from .checkpoint import (
     write_manifest,
 )
 from .config import RESUME_ADJUSTABLE, TrainConfig, tracker_names
-from .data import ImageDataset, IterableImageDataset, digits_dataset, load_image_dataset
+from .data import (
+    DatasetClasses,
+    ImageDataset,
+    IterableImageDataset,
+    dataset_classes,
+    digits_dataset,
+    load_image_dataset,
+)
 from .evaluation import TrainingMetrics, steps_between
 from .finetune import (
     apply_init_weights,
@@ -107,6 +114,9 @@ __all__ = ["GANTrainer", "NonFiniteLossError", "TrainerState", "check_trackers",
            "list_checkpoints", "save_image_grid", "train"]
 
 logger = logging.getLogger(__name__)
+
+MAX_GRID_CLASSES = 16
+"""A conditional run's sample grids show one row per class, for the first this many classes."""
 
 RUN_FILES = ("checkpoints", "generator_ema", "generator_ema-best", "samples", "logs",
              "trainer_state.json", "train_config.json", "metrics.jsonl")
@@ -256,6 +266,8 @@ class GANTrainer:
         if accelerator.device.type == "cuda":
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
         self.evaluator = self._build_evaluator(dataset)  # before any big work
+        self._dataset = dataset
+        self.classes: DatasetClasses | None = self._find_classes() if config.cond else None
         from accelerate.utils import set_seed
 
         # the same initial weights in every process (the EMA copy is never synchronized by
@@ -283,6 +295,19 @@ class GANTrainer:
             config.seed * 1000 + 2 * accelerator.process_index + 2)
         self.sample_z = torch.randn(config.num_samples, self.G.z_dim,
                                     generator=torch.Generator().manual_seed(config.seed))
+        self.sample_c: torch.Tensor | None = None
+        if self.classes is not None:  # one row per class (the first 16), the same latents
+            rows = min(self.G.c_dim, MAX_GRID_CLASSES)
+            self.sample_columns = max(1, math.ceil(config.num_samples / rows))
+            first = torch.randn(self.sample_columns, self.G.z_dim,
+                                generator=torch.Generator().manual_seed(config.seed))
+            self.sample_z = first.repeat(rows, 1)
+            self.sample_c = torch.arange(rows).repeat_interleave(self.sample_columns)
+        # fakes get classes drawn from the training set's label distribution (StyleGAN2-ADA)
+        self.label_probs: torch.Tensor | None = None
+        if self.classes is not None:
+            counts = self.classes.counts or (1,) * self.classes.num_classes
+            self.label_probs = torch.tensor(counts, dtype=torch.float64)
         (self.G_train, self.D_ddp, self.opt_G, self.opt_D, self.loader) = accelerator.prepare(
             _TrainingGenerator(self.G), self.D, self.opt_G, self.opt_D, self.loader)
         self._lock: RunLock | None = None
@@ -305,12 +330,14 @@ class GANTrainer:
             spec = spec.with_resolution(c.size)  # a rectangular run of a square architecture
         if c.image_channels is not None and c.image_channels != spec.image_channels:
             spec = dataclasses.replace(spec, image_channels=c.image_channels)
+        spec = self._conditional_spec(spec)
         G = Generator(spec)
         if G.resolution != c.size:
             raise ConfigError(f"the generator makes {G.resolution[0]}x{G.resolution[1]} images "
                               f"but --resolution is {c.resolution}")
         try:
             dspec = DiscriminatorSpec(resolution=c.resolution, image_channels=spec.image_channels,
+                                      c_dim=spec.c_dim, mapping_layers=c.d_mapping_layers,
                                       **({"channels": c.d_channels} if c.d_channels else {}))
         except ValueError as exc:
             raise ConfigError(f"--d-channels: {one_line(exc)}" if c.d_channels
@@ -318,6 +345,44 @@ class GANTrainer:
         D = Discriminator(dspec)
         freeze_discriminator(D, c.freeze_d)
         return G, D
+
+    def _raw_dataset(self) -> Any:
+        """The ``datasets`` dataset of the run (loaded once)."""
+        c = self.config
+        if self._dataset is None:
+            self._dataset = digits_dataset(c.size) if c.dataset == "digits" else \
+                load_image_dataset(c.dataset, split=c.split, streaming=c.streaming)
+        return self._dataset
+
+    def _find_classes(self) -> DatasetClasses:
+        """The label column and classes of a ``cond`` run's dataset."""
+        classes = dataset_classes(self._raw_dataset(), self.config.class_column)
+        if classes.num_classes < 1:
+            raise DataError(f"--class-column {classes.column}: the dataset has no classes")
+        logger.info("conditional: %d classes from column %r", classes.num_classes,
+                    classes.column)
+        return classes
+
+    def _conditional_spec(self, spec: GeneratorSpec) -> GeneratorSpec:
+        """The generator spec with the classes of a ``cond`` run: ``c_dim`` and
+        ``class_names`` from the data when the spec leaves them out (a preset), checked
+        against them otherwise."""
+        c = self.config
+        name = f"--generator-config {c.generator_config}" if c.generator_config \
+            else f"--preset {c.preset}"
+        if self.classes is None:
+            if spec.c_dim:
+                raise ConfigError(f"{name} is class-conditional (c_dim {spec.c_dim}): pass "
+                                  f"--cond (and --class-column if the labels are not found)")
+            return spec
+        n, names = self.classes.num_classes, self.classes.names
+        where = f"--dataset {c.dataset} has {n} classes (column {self.classes.column!r})"
+        if spec.c_dim and spec.c_dim != n:
+            raise ConfigError(f"{name} has c_dim {spec.c_dim} but {where}")
+        if spec.class_names and spec.class_names != names:
+            raise ConfigError(f"{name} names the classes {list(spec.class_names)[:8]} but "
+                              f"{where}: {list(names)[:8]}")
+        return dataclasses.replace(spec, c_dim=n, class_names=names)
 
     def load_init_weights(self) -> None:
         """Fine-tuning: load ``init_from`` into G, the EMA and D (weights only), after checking
@@ -331,21 +396,21 @@ class GANTrainer:
 
     def _build_data(self, dataset: Any) -> Any:
         c = self.config
-        if dataset is None:
-            dataset = digits_dataset(c.size) if c.dataset == "digits" else \
-                load_image_dataset(c.dataset, split=c.split, streaming=c.streaming)
+        dataset = self._raw_dataset()
         import datasets
 
+        labels = self.classes.column if self.classes is not None else None
         if isinstance(dataset, datasets.IterableDataset):
             ds = IterableImageDataset(dataset, c.size, image_column=c.image_column,
                                       resize_filter=c.resize_filter,
                                       jpeg_quality=c.jpeg_quality, seed=c.seed,
-                                      image_channels=self.G.image_channels)
+                                      image_channels=self.G.image_channels,
+                                      label_column=labels)
             shuffle = False
         else:
             ds = ImageDataset(dataset, c.size, image_column=c.image_column,
                               resize_filter=c.resize_filter, jpeg_quality=c.jpeg_quality,
-                              image_channels=self.G.image_channels)
+                              image_channels=self.G.image_channels, label_column=labels)
             shuffle = True
             ds.probe()
             processes = self.accelerator.num_processes
@@ -430,7 +495,9 @@ class GANTrainer:
         return c.max_steps
 
     # ---------------------------------------------------------------- data
-    def _next_batch(self) -> torch.Tensor:
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next real images (augmented) and, in a conditional run, their one-hot
+        labels."""
         while True:
             if self._iter is None:
                 if hasattr(self.loader, "set_epoch"):
@@ -448,7 +515,10 @@ class GANTrainer:
                 self.state.batches_in_epoch = 0
                 continue
             self.state.batches_in_epoch += 1
-            return self._augment(batch)
+            if self.classes is None:
+                return self._augment(batch), None
+            images, labels = batch
+            return self._augment(images), self._one_hot(labels)
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
         if self.config.hflip:
@@ -461,20 +531,44 @@ class GANTrainer:
         z = torch.randn(n, self.G.z_dim, generator=self.latent_gen)
         return z.to(self.accelerator.device)
 
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        """Class indices as one-hot float vectors on the device, by a scatter: neither it nor
+        the models (which check float labels for shape only) synchronize with the device
+        every step, as ``one_hot`` and the range check of integer labels would."""
+        labels = labels.to(self.accelerator.device).long()
+        out = torch.zeros(labels.shape[0], self.G.c_dim, device=labels.device)
+        return out.scatter_(1, labels[:, None], 1.0)
+
+    def _fake_labels(self, n: int) -> torch.Tensor | None:
+        """Labels of ``n`` fakes, drawn from the training set's label distribution (uniform
+        for a streamed dataset), from the latent generator; ``None`` when unconditional."""
+        if self.label_probs is None:
+            return None
+        return self._one_hot(torch.multinomial(self.label_probs, n, replacement=True,
+                                               generator=self.latent_gen))
+
     def _forward_G(self, batch: int, *, update_w_avg: bool = False
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Generate ``batch`` images through the (possibly DDP-wrapped) training module, with
-        style mixing with probability ``style_mixing_prob``."""
-        return self.G_train(self._latents(batch), self.config.style_mixing_prob,
-                            self.latent_gen, update_w_avg)
+        style mixing with probability ``style_mixing_prob``; returns ``(images, ws,
+        labels)``."""
+        z = self._latents(batch)
+        labels = self._fake_labels(batch)
+        fake, ws = self.G_train(z, self.config.style_mixing_prob, self.latent_gen,
+                                update_w_avg, labels)
+        return fake, ws, labels
 
     # ---------------------------------------------------------------- one step
-    def _discriminate(self, images: torch.Tensor) -> torch.Tensor:
-        """D's logits of ``images`` after the augmentation (every image D sees goes through
-        it: reals, fakes, the reals of R1); the draws come from the augmentation generator."""
+    def _discriminate(self, images: torch.Tensor,
+                      labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits of ``images`` (with their ``labels`` in a conditional run) after the
+        augmentation (every image D sees goes through it: reals, fakes, the reals of R1);
+        the draws come from the augmentation generator."""
         if self.augment.active:
             images = self.augment.module(images, self.aug_gen)
-        return self.D_ddp(images)
+        if labels is None:
+            return self.D_ddp(images)
+        return self.D_ddp(images, labels)
 
     def _micro_batches(self, model: nn.Module):
         n = self.config.gradient_accumulation_steps
@@ -496,14 +590,16 @@ class GANTrainer:
         d_total = 0.0
         reals = []
         for _, ctx in self._micro_batches(D):
-            real = self._next_batch().to(acc.device)
-            reals.append(real)
+            real, real_c = self._next_batch()
+            real = real.to(acc.device)
+            reals.append((real, real_c))
             with ctx:
                 with torch.no_grad(), acc.autocast():
-                    fake, _ = self._forward_G(real.shape[0], update_w_avg=True)
+                    fake, _, fake_c = self._forward_G(real.shape[0], update_w_avg=True)
                 with acc.autocast():
-                    real_logits = self._discriminate(real)
-                    loss = discriminator_loss(real_logits, self._discriminate(fake.detach())) / n
+                    real_logits = self._discriminate(real, real_c)
+                    loss = discriminator_loss(real_logits,
+                                              self._discriminate(fake.detach(), fake_c)) / n
                 self._check(loss, "D loss")
                 acc.backward(loss)
             if self.augment.controller is not None:
@@ -517,10 +613,10 @@ class GANTrainer:
             self.opt_D.zero_grad(set_to_none=True)
             r1_total = 0.0
             for i, ctx in self._micro_batches(D):
-                real = reals[i].detach().requires_grad_(True)
+                real = reals[i][0].detach().requires_grad_(True)
                 with ctx:
                     with acc.autocast():  # the gradient with respect to the un-augmented reals
-                        logits = self._discriminate(real)
+                        logits = self._discriminate(real, reals[i][1])
                     penalty = r1_penalty(real, logits)
                     loss = lazy_r1_loss(penalty, self.r1_gamma, c.d_reg_interval) / n
                     # keeps every D parameter in the graph for DDP
@@ -537,8 +633,8 @@ class GANTrainer:
         for _, ctx in self._micro_batches(G):
             with ctx:
                 with acc.autocast():
-                    fake, _ = self._forward_G(c.batch_size)
-                    loss = generator_loss(self._discriminate(fake)) / n
+                    fake, _, fake_c = self._forward_G(c.batch_size)
+                    loss = generator_loss(self._discriminate(fake, fake_c)) / n
                 self._check(loss, "G loss")
                 acc.backward(loss)
             g_total += float(loss.detach())
@@ -551,7 +647,7 @@ class GANTrainer:
             self.opt_G.zero_grad(set_to_none=True)
             batch = max(1, c.batch_size // 2)
             with acc.autocast():
-                fake, ws = self._forward_G(batch)
+                fake, ws, _ = self._forward_G(batch)
             penalty, new_mean = path_length_penalty(fake, ws, self.state.pl_mean)
             self.state.pl_mean = float(new_mean)
             loss = penalty * c.pl_weight * c.g_reg_interval + 0.0 * fake.float().sum()
@@ -682,7 +778,13 @@ class GANTrainer:
                         self.state.step, ", ".join(self.evaluator.metrics),
                         self.evaluator.num_gen)
             G = self.ema.module
-            report = self.evaluator.evaluate(G, acc.device)
+            if self.label_probs is not None:  # classes drawn as the training data has them
+                from ..metrics import ClassConditioned
+
+                report = self.evaluator.evaluate(
+                    ClassConditioned(G, self.label_probs.tolist()), acc.device)
+            else:
+                report = self.evaluator.evaluate(G, acc.device)
             row = self.evaluator.append(self.output_dir / "metrics.jsonl", step=self.state.step,
                                         kimg=self.state.nimg / 1000, report=report,
                                         seconds=time.perf_counter() - started,
@@ -727,9 +829,11 @@ class GANTrainer:
             return None
         G = self.ema.module
         z = self.sample_z.to(self.accelerator.device)
-        images = G(z, noise_mode="const")
+        c = None if self.sample_c is None else self.sample_c.to(self.accelerator.device)
+        images = G(z, c, noise_mode="const")
         path = save_image_grid(images, self.output_dir / "samples" /
-                               f"step-{self.state.step:07d}.png")
+                               f"step-{self.state.step:07d}.png",
+                               nrow=None if c is None else self.sample_columns)
         for name in self.trackers:
             try:
                 tracker = self.accelerator.get_tracker(name)
@@ -1142,12 +1246,13 @@ def estimate_step_bytes(gspec: GeneratorSpec, dspec: DiscriminatorSpec, batch_si
         def run() -> None:
             z = torch.randn(batch, G.z_dim, device="meta")
             real = torch.randn(batch, dspec.image_channels, *res, device="meta")
+            c = torch.zeros(batch, gspec.c_dim, device="meta") if gspec.c_dim else None
             with torch.no_grad():
-                fake = G(z)
-            discriminator_loss(D(real), D(fake)).backward()
+                fake = G(z, c)
+            discriminator_loss(D(real, c), D(fake, c)).backward()
             x = real.requires_grad_(True)
-            r1_penalty(x, D(x)).backward()
-            generator_loss(D(G(z))).backward()
+            r1_penalty(x, D(x, c)).backward()
+            generator_loss(D(G(z, c), c)).backward()
 
         return peak_forward_bytes(run)
 
@@ -1179,8 +1284,10 @@ class _TrainingGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, mixing_prob: float = 0.0,
                 generator: torch.Generator | None = None,
-                update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        ws = style_mixing_ws(lambda zz: self.G.mapping(zz, update_w_avg=update_w_avg), z,
+                update_w_avg: bool = False,
+                c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        # a mixed-in second latent keeps the sample's label (as StyleGAN2-ADA)
+        ws = style_mixing_ws(lambda zz: self.G.mapping(zz, c, update_w_avg=update_w_avg), z,
                              mixing_prob, generator)
         return self.G.synthesis(ws), ws
 

@@ -182,8 +182,11 @@ def generator_values(spec: Any) -> int:
     the [`GeneratorSpec`][pixelfold.models.GeneratorSpec] without building anything (the
     tests compare it with the built model for every preset)."""
     wd = spec.w_dim
-    widths = [spec.z_dim] + [wd] * (spec.mapping_layers - 1) + [wd]
+    c_dim = getattr(spec, "c_dim", 0)
+    embed = wd if c_dim else 0  # a conditional mapping embeds the label to w_dim features
+    widths = [spec.z_dim + embed] + [wd] * (spec.mapping_layers - 1) + [wd]
     total = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True)) + wd  # w_avg
+    total += c_dim * embed + embed  # the label embedding
 
     def styled(cin: int, cout: int, k: int, noise_hw: int | None, up: bool = False) -> int:
         n = cout * cin * k * k + wd * cin + cin + cout  # weight, modulation, bias
@@ -239,6 +242,10 @@ def discriminator_values(spec: Any) -> int:
     c4, f = ch[4], spec.mbstd_num_channels
     fh, fw = spec.final_size
     total += c4 * (c4 + f) * 9 + c4 + c4 * c4 * fh * fw + c4 + c4 + 1
+    c_dim = getattr(spec, "c_dim", 0)
+    if c_dim:  # projection: the output layer gives c4 values, the label mapping c4 more
+        total += (c4 - 1) * (c4 + 1)
+        total += c_dim * c4 + c4 + spec.mapping_layers * (c4 * c4 + c4)
     return total
 
 
