@@ -24,6 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .layers import EMBEDDING_PADDINGS, NOISE_MODES
+from .metrics.profile import CONVENTIONS
+from .tools.project import DISTANCES, SPACES
+from .training.data import RESIZE_FILTERS
+from .training.evaluation import TRAIN_METRICS
 from .utils.errors import ConfigError, debug_enabled, run_main
 
 if TYPE_CHECKING:
@@ -87,7 +92,7 @@ def _add_sampling(p: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
                    help=f"truncation psi in [{PSI_RANGE[0]:g}, {PSI_RANGE[1]:g}]: "
                         "w_avg + psi (w - w_avg); 1 disables it, 0 gives the average image "
                         "(default: 1)")
-    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
+    p.add_argument("--noise-mode", choices=NOISE_MODES, default="const",
                    help="per-pixel noise: const (the stored noise images, reproducible), "
                         "random (fresh each image) or none (default: const)")
     p.add_argument("--batch-size", type=int, default=batch_size, metavar="N",
@@ -242,6 +247,32 @@ def _writing(path: Path) -> Iterator[None]:
         raise CLIError(f"cannot write {path}: {exc}") from None
 
 
+@contextmanager
+def _flag(flag: str) -> Iterator[None]:
+    """A ``ValueError`` raised inside is a bad value of ``flag``: ``FLAG: message``."""
+    try:
+        yield
+    except ValueError as exc:
+        raise CLIError(f"{flag}: {exc}") from None
+
+
+def _device(args: argparse.Namespace) -> Any:
+    """The ``torch.device`` of ``--device`` (default: CUDA when there is one)."""
+    from .tools import resolve_device
+
+    with _flag("--device"):
+        return resolve_device(args.device)
+
+
+def _save_figure(figure: Any, out: Path, message: str) -> None:
+    """Write the PIL ``figure`` to ``out`` (errors as one line) and print ``message``."""
+    from .tools import save_image
+
+    with _writing(out):
+        save_image(figure, out)
+    print(message)
+
+
 def _progress() -> bool:
     return sys.stderr.isatty()
 
@@ -250,17 +281,12 @@ def _load(args: argparse.Namespace) -> Generator:
     """The generator named by ``args.model`` on ``args.device``, after checking the common
     arguments (so that bad input fails before any model is built)."""
     from .models import load_generator
-    from .tools import resolve_device
 
     if hasattr(args, "truncation"):
         _check_psi(args.truncation)
     if hasattr(args, "batch_size"):
         _positive(args.batch_size, "--batch-size")
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        raise CLIError(f"--device: {exc}") from None
-    return load_generator(args.model, device=device)
+    return load_generator(args.model, device=_device(args))
 
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -317,7 +343,7 @@ def _build_generate(sub: Any) -> None:
     p.add_argument("--panorama", type=int, default=None, metavar="N",
                    help="N windows side by side, each one window width further right "
                         "(one image N frames wide per seed)")
-    p.add_argument("--embedding-padding", choices=["border", "reflection", "zeros"],
+    p.add_argument("--embedding-padding", choices=EMBEDDING_PADDINGS,
                    default="border",
                    help="the learned coordinate embedding outside its grid: edge values, "
                         "mirrored, or zero (default: border)")
@@ -331,14 +357,10 @@ def _window(args: argparse.Namespace) -> Any:
     for the training frame), checked before any model is loaded."""
     from .tools import MAX_PANORAMA, make_window, parse_shift, parse_zoom
 
-    try:
+    with _flag("--shift"):
         shift = parse_shift(args.shift) if args.shift is not None else (0.0, 0.0)
-    except ValueError as exc:
-        raise CLIError(f"--shift: {exc}") from None
-    try:
+    with _flag("--zoom"):
         zoom = parse_zoom(args.zoom) if args.zoom is not None else 1.0
-    except ValueError as exc:
-        raise CLIError(f"--zoom: {exc}") from None
     if args.panorama is not None and not 1 <= args.panorama <= MAX_PANORAMA:
         raise CLIError(f"--panorama {args.panorama}: give 1 to {MAX_PANORAMA} windows")
     window = make_window(shift, zoom, args.embedding_padding)
@@ -485,20 +507,16 @@ def _cmd_mix(args: argparse.Namespace) -> int:
     _fitting(G, cols, "--cols")
     which = _class_of(G, args)
 
-    from .tools import mix_figure, resolve_crossovers, save_image, style_mix_images
+    from .tools import mix_figure, resolve_crossovers, style_mix_images
 
-    try:
+    with _flag("--crossover"):
         resolve_crossovers(G, crossovers)
-    except ValueError as exc:
-        raise CLIError(f"--crossover: {exc}") from None
     row_images, col_images, mixed, resolved = style_mix_images(G, rows, cols, crossovers,
                                                                c=which, **_sampling_kwargs(args))
     figure = mix_figure(row_images, col_images, mixed, resolved, row_seeds=rows,
                         col_seeds=cols, labels=not args.no_labels)
-    with _writing(out):
-        save_image(figure, out)
-    print(f"wrote {len(rows)}x{len(cols)} mixes for {len(resolved)} crossovers "
-          f"({figure.width}x{figure.height}) to {out}")
+    _save_figure(figure, out, f"wrote {len(rows)}x{len(cols)} mixes for {len(resolved)} "
+                              f"crossovers ({figure.width}x{figure.height}) to {out}")
     return 0
 
 
@@ -627,15 +645,13 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     G = _load(args)
     _fitting(G, seeds, "--seeds")
 
-    from .tools import save_image, stage_images, stages_figure
+    from .tools import stage_images, stages_figure
 
     stages = stage_images(G, seeds, **_sampling_kwargs(args))
     resolutions = [tuple(s.blocks[-1].output_resolution) for s in G.synthesis.stages]
     figure = stages_figure(stages, seeds=seeds, stage_resolutions=resolutions,
                            labels=not args.no_labels)
-    with _writing(out):
-        save_image(figure, out)
-    print(f"wrote {len(seeds)} seeds x {stages.shape[1]} stages to {out}")
+    _save_figure(figure, out, f"wrote {len(seeds)} seeds x {stages.shape[1]} stages to {out}")
     return 0
 
 
@@ -690,11 +706,11 @@ def _build_project(sub: Any) -> None:
     p.add_argument("--target", action="append", required=True, metavar="IMAGE",
                    help="an image file or a folder of images (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
-    p.add_argument("--space", choices=["w", "wplus"], default="w",
+    p.add_argument("--space", choices=SPACES, default="w",
                    help="one w per image (NVlabs) or one per layer (default: w)")
     p.add_argument("--num-steps", type=int, default=1000, metavar="N",
                    help="optimization steps (default: 1000)")
-    p.add_argument("--distance", choices=["lpips", "mse"], default="lpips",
+    p.add_argument("--distance", choices=DISTANCES, default="lpips",
                    help="distance to the target (default: lpips)")
     p.add_argument("--lpips-weights", default=None, metavar="PATH",
                    help="local LPIPS weights file (offline use; also PIXELFOLD_LPIPS_WEIGHTS)")
@@ -926,10 +942,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     from .tools import parse_strengths
 
     seeds = _seeds(args.seeds, "--seeds")
-    try:
+    with _flag("--strength"):
         strengths = parse_strengths(args.strength)
-    except ValueError as exc:
-        raise CLIError(f"--strength: {exc}") from None
     if args.direction < 0:
         raise CLIError(f"--direction must be >= 0, got {args.direction}")
     if not re.fullmatch(r"all|stage:\d+", args.layers.strip()):
@@ -938,12 +952,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     G = _load(args)
     _fitting(G, seeds, "--seeds")
 
-    from .tools import edit_figure, edit_images, resolve_layers, save_image, sefa_directions
+    from .tools import edit_figure, edit_images, resolve_layers, sefa_directions
 
-    try:
+    with _flag("--layers"):
         layers = resolve_layers(G, args.layers)
-    except ValueError as exc:
-        raise CLIError(f"--layers: {exc}") from None
     directions, values = sefa_directions(G, layers)
     if args.direction >= directions.shape[0]:
         raise CLIError(f"--direction {args.direction} is out of range: --layers {args.layers} "
@@ -955,10 +967,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
              f"{span}")
     figure = edit_figure(images, strengths, seeds=seeds, title=title,
                          labels=not args.no_labels)
-    with _writing(out):
-        save_image(figure, out)
-    print(f"wrote {len(seeds)} latents x {len(strengths)} strengths along direction "
-          f"{args.direction} ({span}) to {out}")
+    _save_figure(figure, out, f"wrote {len(seeds)} latents x {len(strengths)} strengths along "
+                              f"direction {args.direction} ({span}) to {out}")
     return 0
 
 
@@ -1006,7 +1016,7 @@ def _build_profile(sub: Any) -> None:
     p.add_argument("--iters", type=int, default=5, help="timed passes (default: 5)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads while timing (default: torch's default)")
-    p.add_argument("--convention", choices=["pixelfold", "paper"], default="pixelfold",
+    p.add_argument("--convention", choices=CONVENTIONS, default="pixelfold",
                    help="also report parameters and GMACs as the PixelFolder paper counts "
                         "them (paper); default: pixelfold's counts only")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -1016,7 +1026,7 @@ def _build_profile(sub: Any) -> None:
 def _cmd_profile(args: argparse.Namespace) -> int:
     import json
 
-    from .tools import format_profile, profile_generator, resolve_device
+    from .tools import format_profile, profile_generator
 
     _positive(args.batch_size, "--batch-size")
     _positive(args.iters, "--iters")
@@ -1024,11 +1034,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         _positive(args.threads, "--threads")
     if args.warmup < 0:
         raise CLIError(f"--warmup must be >= 0, got {args.warmup}")
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        raise CLIError(f"--device: {exc}") from None
-    result = profile_generator(args.model, batch_size=args.batch_size, device=device,
+    result = profile_generator(args.model, batch_size=args.batch_size, device=_device(args),
                                dtype=args.dtype, warmup=args.warmup, iters=args.iters,
                                threads=args.threads, convention=args.convention)
     print(json.dumps(result, indent=2) if args.json else format_profile(result))
@@ -1077,7 +1083,8 @@ filters, uint8 quantization by rounding, the networks' input resize (299x299 bil
 Inception), feature extractors and weights files, PPL space, torch/torch-fidelity/pixelfold
 versions."""
 
-EVAL_METRICS = ("fid", "kid", "pr", "is", "ppl", "fd-dinov2")
+EVAL_METRICS = TRAIN_METRICS
+"""The metrics of ``pixelfold eval`` (those the trainer computes too)."""
 
 EVAL_MODEL_HELP = ("the generated side: a preset, a save_pretrained folder or a Hub id; a "
                    "folder of generated images; or an .npz of their statistics")
@@ -1100,7 +1107,7 @@ def _build_eval(sub: Any) -> None:
     p.add_argument("--ppl-samples", type=int, default=50_000, help="PPL pairs (default 50000)")
     p.add_argument("--ppl-space", choices=["z", "w"], default="z", help="PPL space (default z)")
     p.add_argument("--resize-filter", default="box",
-                   choices=["box", "bilinear", "bicubic", "lanczos", "nearest"],
+                   choices=tuple(RESIZE_FILTERS),
                    help="filter resizing images read from files to the common resolution "
                         "(default: box)")
     p.add_argument("--resolution", type=int, default=None, metavar="N",
@@ -1127,7 +1134,7 @@ def _build_eval(sub: Any) -> None:
                    metavar="PSI",
                    help=f"truncation psi of a model in [{PSI_RANGE[0]:g}, {PSI_RANGE[1]:g}] "
                         "(default: 1, none: the paper's protocol)")
-    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="random",
+    p.add_argument("--noise-mode", choices=NOISE_MODES, default="random",
                    help="per-pixel noise of a model for fid/kid/pr/is/fd-dinov2: random "
                         "(fresh each image, the paper's protocol), const (the stored noise "
                         "images) or none (default: random; ppl always uses const, as "
@@ -1162,17 +1169,12 @@ def _eval_generated(args: argparse.Namespace) -> tuple[Any, Any]:
     """The generated side (a loaded model, or the path of images or statistics) and the
     device."""
     from .metrics import is_model_folder, is_statistics
-    from .tools import resolve_device
 
     _check_psi(args.truncation)
     _positive(args.batch_size, "--batch-size")
     path = Path(args.model)
     if is_statistics(args.model) or (path.is_dir() and not is_model_folder(path)):
-        try:
-            device = resolve_device(args.device)
-        except ValueError as exc:
-            raise CLIError(f"--device: {exc}") from None
-        return args.model, device
+        return args.model, _device(args)
     G = _load(args)
     return G, next(G.parameters()).device
 
