@@ -20,15 +20,7 @@ from pixelfold.training.augment import (
 )
 from pixelfold.utils import CheckpointError, ConfigError, NonFiniteError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are tiny: one thread avoids waiting for a descheduled second thread
-    on every small operation of a loaded machine (which made gradcheck 20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -32,19 +32,8 @@ def _reset_accelerate():
     reset_accelerate()
 
 
-@pytest.fixture
-def one_thread():
-    """One thread: steps of a model this small are fastest so (measured: 0.065 s against
-    0.79 s with two threads on two busy cores), and the run is the one the docs measured."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_generate_class_k_makes_digits_of_class_k(tmp_path, one_thread):
+@pytest.mark.usefixtures("one_torch_thread")  # the run the docs measured, on one thread
+def test_generate_class_k_makes_digits_of_class_k(tmp_path):
     """500 steps (about 35 s on one thread); measured: 78.5% of the images are classified
     as their --class (chance 10%); 1,500 steps reach 100% (docs/training/conditional.md)."""
     from pixelfold.training import train

@@ -18,15 +18,7 @@ from PIL import Image, ImageChops
 from pixelfold.models import Generator
 from pixelfold.tools.demo import DemoRenderer, edit_directions
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One thread for the tiny tensors of this file: on a CPU shared with other busy
-    processes, two threads wait for each other (tens of times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,7 @@ import pixelfold.layers as L
 from pixelfold.layers import use_impl
 from pixelfold.layers.testing import trained_like
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors this small gain nothing from a second thread, and on busy cores an OpenMP
-    thread waiting for a descheduled peer made this file ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 Inputs = Callable[[torch.Generator], tuple[Any, ...]]

@@ -27,15 +27,7 @@ from pixelfold.models.presets import _TINY, pixelfolder
 
 from .model_tester import Inputs, ModelTesterMixin
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors this small gain nothing from a second thread, and on busy cores an OpenMP
-    thread waiting for a descheduled peer made this file ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(**kwargs: Any) -> Callable[[], GeneratorSpec]:
