@@ -50,6 +50,7 @@ ALL_PARAMS = {
     "pixelfolder-256-no-connection": (19_269_214, 19_269_214),
     "pixelfolder-256-no-coord": (19_925_598, 20_450_398),
     "pixelfolder-512": (16_953_630, 17_478_430),
+    "pixelfolder-tiny-16": (66_534, 74_790),
     "pixelfolder-tiny-32": (177_336, 185_592),
     "pixelfolder-tiny-64": (237_608, 245_864),
 }

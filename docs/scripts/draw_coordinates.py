@@ -10,7 +10,9 @@ the docs quote, measured on 64 seeds with the Python API (the same windows).
 
 Train the model first (offline, on CPU), then run this from the repository root::
 
-    python recipes/quickstart.py --max-steps 1000 --output-dir /tmp/qs
+    python recipes/quickstart.py --max-steps 1000 --output-dir /tmp/qs \
+        --preset pixelfolder-tiny-32 --resolution 32 --d-channels 32:32,16:64,8:64,4:64 \
+        --lr 0.002 --r1-gamma 0.5 --ema-kimg 2    # the quickstart's 32x32 settings of then
     python docs/scripts/draw_coordinates.py --model /tmp/qs/generator_ema
 """
 

@@ -9,7 +9,9 @@ grid), tiled and enlarged (4x and 3x) with nearest-neighbor sampling; nothing el
 Train the model first (a few minutes on two CPU cores, offline), then run this from the
 repository root::
 
-    python recipes/quickstart.py --max-steps 300 --output-dir /tmp/qs
+    python recipes/quickstart.py --max-steps 300 --output-dir /tmp/qs \
+        --preset pixelfolder-tiny-32 --resolution 32 --d-channels 32:32,16:64,8:64,4:64 \
+        --lr 0.002 --r1-gamma 0.5 --ema-kimg 2    # the quickstart's 32x32 settings of then
     python docs/scripts/draw_project_edit.py --model /tmp/qs/generator_ema
 """
 

@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from ..utils.errors import ConfigError
@@ -242,6 +243,16 @@ def _no_connection() -> GeneratorSpec:
 # ---- tiny models for tests and CPU training --------------------------------------------------
 
 _TINY = {1: 64, 2: 64, 4: 64, 8: 64, 16: 32, 32: 16, 64: 16}
+
+
+@register("pixelfolder-tiny-16")
+def _tiny_16() -> GeneratorSpec:
+    """The quickstart's model: two stages (4x4 and 16x16 grids), 32 channels, 32-wide z and w,
+    and a mapping network at the full learning rate (``mapping_lr_mul`` 1 instead of 0.01:
+    short CPU runs on small data learn faster with it, measured on the digits)."""
+    spec = pixelfolder((4, 16), channels={1: 32, 2: 32, 4: 32, 8: 32, 16: 16}, z_dim=32,
+                       w_dim=32, mapping_layers=2, stage0_projection=4)
+    return dataclasses.replace(spec, mapping_lr_mul=1.0)
 
 
 @register("pixelfolder-tiny-32")
