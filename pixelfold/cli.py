@@ -138,6 +138,12 @@ def _class_of(G: Generator, args: argparse.Namespace, *, every: bool = False
         raise CLIError(f"--class {which}: {exc}") from None
 
 
+def _add_figure(p: argparse.ArgumentParser) -> None:
+    """``--out`` (the .png) and ``--no-labels`` of the commands that draw one figure."""
+    p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
+    p.add_argument("--no-labels", action="store_true", help="images only, no text")
+
+
 def _seeds(text: str, flag: str) -> Sequence[int] | WLatents:
     """A seed list, or the latents of an ``.npz`` file (read now; checked against the model
     by [`_fitting`][pixelfold.cli._fitting] once it is loaded)."""
@@ -482,10 +488,9 @@ def _build_mix(sub: Any) -> None:
                    help="the row latents, e.g. '1,2,3': " + LATENTS_HELP)
     p.add_argument("--cols", required=True,
                    help="the column latents, e.g. '10,11': " + LATENTS_HELP)
-    p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
     p.add_argument("--crossover", action="append", default=None, metavar="stage|stage:K|N",
                    help="what the column latent gives (repeatable; default: stage)")
-    p.add_argument("--no-labels", action="store_true", help="images only, no text")
+    _add_figure(p)
     _add_class(p)
     _add_sampling(p)
     p.set_defaults(func=_cmd_mix)
@@ -633,8 +638,7 @@ def _build_stages(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model(p)
     p.add_argument("--seeds", required=True, help="e.g. '0-3': " + LATENTS_HELP)
-    p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
-    p.add_argument("--no-labels", action="store_true", help="images only, no text")
+    _add_figure(p)
     _add_sampling(p)
     p.set_defaults(func=_cmd_stages)
 
@@ -930,8 +934,7 @@ def _build_edit(sub: Any) -> None:
                    help="strengths: A:B:N or a comma list (default: -3:3:7)")
     p.add_argument("--layers", default="all", metavar="all|stage:K",
                    help="the ws indices the directions are found for and moved (default: all)")
-    p.add_argument("--out", required=True, metavar="PATH", help="the .png to write")
-    p.add_argument("--no-labels", action="store_true", help="images only, no text")
+    _add_figure(p)
     _add_sampling(p)
     p.set_defaults(func=_cmd_edit)
 
