@@ -20,7 +20,13 @@ from pixelfold.models import Discriminator, DiscriminatorSpec, Generator, Genera
 from pixelfold.training import GANTrainer
 from pixelfold.training.data import dataset_classes, load_image_dataset
 
-from .training_helpers import D_CHANNELS, _config, reset_accelerate
+from .training_helpers import (
+    D_CHANNELS,
+    _config,
+    assert_same_weights,
+    reset_accelerate,
+    resumed_run,
+)
 
 REFERENCE = Path(__file__).parent / "reference" / "unconditional_tiny32.safetensors"
 
@@ -237,18 +243,7 @@ def test_conditional_training_resumes_exactly(tmp_path):
     assert grid.size == (2 * 32, 2 * 32)  # 2 classes x ceil(4 / 2) latents
     saved = Generator.from_pretrained(tmp_path / "full" / "generator_ema")
     assert saved.class_names == ("circle", "square")
-    reset_accelerate()
-    GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=2,
-                       **common)).train()
-    reset_accelerate()
-    second = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=4,
-                                resume_from_checkpoint="latest", **common))
-    second.train()
-    for want, have in ((full.G, second.G), (full.D, second.D),
-                       (full.ema.module, second.ema.module)):
-        for (k, a), b in zip(want.state_dict().items(), have.state_dict().values(),
-                             strict=True):
-            assert torch.equal(a, b), k
+    assert_same_weights(full, resumed_run(tmp_path, 2, 4, **common))
 
 
 def test_conditional_settings_are_checked(tmp_path):

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from pixelfold.training import TrainConfig
 from pixelfold.training.cli import main as recipe_main
@@ -17,11 +16,12 @@ from pixelfold.training.config import parse_args
 from pixelfold.training.trainer import GANTrainer
 from pixelfold.utils.errors import ConfigError
 
-from .training_helpers import _config, _write_images, reset_accelerate
-
-
-def _tree(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+from .training_helpers import (
+    _config,
+    _write_images,
+    assert_same_weights,
+    resumed_run,
+)
 
 
 def wandb_records(path: Path):
@@ -77,19 +77,9 @@ def test_wandb_offline_logs_scalars_and_resume_stays_exact(tmp_path, monkeypatch
     full = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "full"), max_steps=4,
                               **common))
     full.train()
-    ref = (_tree(full.G), _tree(full.D), _tree(full.ema.module))
-    reset_accelerate()
     split = tmp_path / "split"
-    GANTrainer(_config(tmp_path, output_dir=str(split), max_steps=2, report_to="all",
-                       **common)).train()
-    reset_accelerate()
-    second = GANTrainer(_config(tmp_path, output_dir=str(split), max_steps=4, report_to="all",
-                                resume_from_checkpoint="latest", **common))
-    second.train()
-    got = (_tree(second.G), _tree(second.D), _tree(second.ema.module))
-    for want, have in zip(ref, got, strict=True):
-        for k in want:
-            assert torch.equal(want[k], have[k]), k
+    second = resumed_run(tmp_path, 2, 4, report_to="all", **common)
+    assert_same_weights(full, second)
 
     run_id = (split / "logs" / "wandb-run-id").read_text().strip()
     files = sorted((tmp_path / "wandb").rglob("run-*.wandb"))

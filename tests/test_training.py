@@ -23,7 +23,14 @@ from pixelfold.training import (
     preprocess_image,
 )
 
-from .training_helpers import D_CHANNELS, _config, _write_images, reset_accelerate  # noqa: F401
+from .training_helpers import (  # noqa: F401
+    D_CHANNELS,
+    _config,
+    _write_images,
+    assert_same_weights,
+    reset_accelerate,
+    resumed_run,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -91,10 +98,6 @@ def test_saved_dataset_folder_and_column_errors(tmp_path):
 # ---------------------------------------------------------------- training
 
 
-def _tree(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def test_a_few_steps_write_everything(tmp_path):
     _write_images(tmp_path / "images")
     trainer = GANTrainer(_config(tmp_path, d_reg_interval=1))
@@ -146,7 +149,6 @@ def test_resume_is_exact(tmp_path, stop):
     full = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "full"), max_steps=5,
                               **common))
     full.train()
-    ref = (_tree(full.G), _tree(full.D), _tree(full.ema.module))
     reset()
     GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=stop,
                        **common)).train()
@@ -156,10 +158,7 @@ def test_resume_is_exact(tmp_path, stop):
     assert second.state.step == 0
     second.train()
     assert second.state.step == 5
-    got = (_tree(second.G), _tree(second.D), _tree(second.ema.module))
-    for want, have in zip(ref, got, strict=True):
-        for k in want:
-            assert torch.equal(want[k], have[k]), k
+    assert_same_weights(full, second)
     state = json.loads((tmp_path / "split" / "trainer_state.json").read_text())
     assert state["step"] == 5 and state["kimg"] == pytest.approx(0.02)
 
@@ -325,17 +324,8 @@ def test_resume_is_exact_with_augmentation(tmp_path, augment):
     full = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "full"), max_steps=4,
                               **common))
     full.train()
-    reset_accelerate()
-    GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=2,
-                       **common)).train()
-    reset_accelerate()
-    second = GANTrainer(_config(tmp_path, output_dir=str(tmp_path / "split"), max_steps=4,
-                                resume_from_checkpoint="latest", **common))
-    second.train()
-    for want, have in ((full.G, second.G), (full.D, second.D),
-                       (full.ema.module, second.ema.module)):
-        for (k, a), b in zip(_tree(want).items(), _tree(have).values(), strict=True):
-            assert torch.equal(a, b), k
+    second = resumed_run(tmp_path, 2, 4, **common)
+    assert_same_weights(full, second)
     if augment == "ada":
         assert full.augment.controller.p > 0  # it moved
         assert second.augment.controller.state_dict() == full.augment.controller.state_dict()

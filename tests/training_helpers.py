@@ -1,14 +1,16 @@
-"""What the training tests share: an image folder with every kind of file, and a tiny
-configuration."""
+"""What the training tests share: an image folder with every kind of file, a tiny
+configuration, and the check that a stopped and resumed run ends where an uninterrupted one
+does."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
-from pixelfold.training import TrainConfig
+from pixelfold.training import GANTrainer, TrainConfig
 
 D_CHANNELS = {32: 16, 16: 32, 8: 32, 4: 32}
 
@@ -48,3 +50,26 @@ def reset_accelerate() -> None:
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+def resumed_run(tmp_path: Path, stop: int, total: int, **kw) -> GANTrainer:
+    """Train ``stop`` steps of ``_config(tmp_path, **kw)`` in ``tmp_path/split``, then resume
+    that run to ``total`` steps (Accelerate's state reset before each): the resumed trainer,
+    trained."""
+    out = str(tmp_path / "split")
+    reset_accelerate()
+    GANTrainer(_config(tmp_path, output_dir=out, max_steps=stop, **kw)).train()
+    reset_accelerate()
+    second = GANTrainer(_config(tmp_path, output_dir=out, max_steps=total,
+                                resume_from_checkpoint="latest", **kw))
+    second.train()
+    return second
+
+
+def assert_same_weights(a: GANTrainer, b: GANTrainer) -> None:
+    """G, D and the EMA generator of two trainers hold the same tensors, bit for bit."""
+    for want, have in ((a.G, b.G), (a.D, b.D), (a.ema.module, b.ema.module)):
+        sa, sb = want.state_dict(), have.state_dict()
+        assert list(sa) == list(sb)
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), k
