@@ -359,8 +359,9 @@ class Discriminator(PretrainedMixin, nn.Module):
 
         Args:
             images: ``(B, image_channels, H, W)`` at the spec's resolution, floating-point,
-                nominally in ``[-1, 1]``. The batch size must be divisible by
-                ``min(mbstd_group_size, B)``.
+                nominally in ``[-1, 1]``, in any memory format (a channels-last model converts
+                NCHW images once, which is faster than letting every convolution do it). The
+                batch size must be divisible by ``min(mbstd_group_size, B)``.
             c: class labels of a conditional discriminator: integer classes ``(B,)`` (or one
                 int for the whole batch) or one-hot / soft vectors ``(B, c_dim)``; ``None`` for
                 an unconditional one.
@@ -387,6 +388,15 @@ class Discriminator(PretrainedMixin, nn.Module):
                                like=self.out.weight)
         if images.shape[0] == 0:
             return images.new_zeros((0, 1))
+        weight = self.final_conv.conv.weight  # 3x3: its layout is the model's
+        if weight.is_contiguous(memory_format=torch.channels_last) \
+                and not weight.is_contiguous() \
+                and not images.is_contiguous(memory_format=torch.channels_last):
+            # NCHW images (as loaders give them) into a channels-last model: one copy here
+            # instead of layout conversions in the convolutions and their gradients (measured
+            # at 128x128, batch 4, CPU: forward+backward 1.06-1.32x, the R1 double backward
+            # 1.20-1.25x faster than without it)
+            images = images.contiguous(memory_format=torch.channels_last)
         x = self.from_rgb(images)
         for block in self.blocks:
             x = block(x)
