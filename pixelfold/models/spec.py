@@ -39,6 +39,8 @@ from ..utils.spec import (
     check_int,
     check_int_tuple,
     check_number,
+    format_resolution,
+    parse_resolution,
 )
 
 __all__ = [
@@ -70,34 +72,6 @@ CHANNEL_ORDERS = ("pixelfolder", "pixel_shuffle")
 
 def _err(where: str, name: str, message: str) -> ConfigError:
     return ConfigError(f"{where}: {name} {message}")
-
-
-def parse_resolution(value: Any, what: str = "resolution") -> tuple[int, int]:
-    """``(height, width)`` from one int (a square), a ``[height, width]`` pair or a string
-    ``"N"`` / ``"HxW"`` (as JSON files and command lines write it).
-
-    Raises:
-        ConfigError: anything else, or a side below 1; the message names ``what``.
-    """
-    given = value
-    if isinstance(value, str):
-        parts = value.strip().lower().split("x")
-        if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
-            value = tuple(int(p) for p in parts)
-            value = value * 2 if len(value) == 1 else value
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
-        raise ConfigError(f"{what} must be a positive int, [height, width] or 'HxW', "
-                          f"got {given!r}")
-    return int(value[0]), int(value[1])
-
-
-def format_resolution(resolution: int | Sequence[int]) -> str:
-    """``"HxW"`` of a resolution (one int is a square)."""
-    h, w = parse_resolution(resolution)
-    return f"{h}x{w}"
 
 
 def _resolution(where: str, value: Any) -> tuple[int, int]:

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..utils.errors import ConfigError
-from ..utils.spec import SpecMixin, check_bool, check_choice, check_int, check_number, field_docs
+from ..utils.spec import (
+    SpecMixin,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    field_docs,
+    format_resolution,
+    parse_resolution,
+)
 
 __all__ = ["REPORT_TO", "RESUME_ADJUSTABLE", "TrainConfig", "build_arg_parser", "parse_args",
            "tracker_names"]
@@ -235,8 +244,6 @@ class TrainConfig(SpecMixin):
                                       for b in betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if isinstance(self.resolution, (str, list, tuple)):
-            from ..models.spec import parse_resolution
-
             h, w = parse_resolution(self.resolution)
             self.resolution = h if h == w else (h, w)
         square = not isinstance(self.resolution, tuple)
@@ -291,8 +298,8 @@ class TrainConfig(SpecMixin):
         blocks = min(self.size).bit_length() - 3  # D's residual blocks: resolution .. 8
         if isinstance(self.freeze_d, bool) or not isinstance(self.freeze_d, int) \
                 or not 0 <= self.freeze_d <= blocks:
-            raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution "
-                              f"{'x'.join(map(str, self.size)) if not square else self.resolution} "
+            where = self.resolution if square else format_resolution(self.resolution)
+            raise ConfigError(f"freeze_d must be in 0..{blocks} at resolution {where} "
                               f"(the discriminator's residual blocks, counted from the image), "
                               f"got {self.freeze_d!r}")
         if self.freeze_d and not (self.init_from or self.resume_from_checkpoint):
@@ -324,8 +331,7 @@ class TrainConfig(SpecMixin):
     @property
     def size(self) -> tuple[int, int]:
         """``(height, width)`` of ``resolution``."""
-        r = self.resolution
-        return (r, r) if isinstance(r, int) else (int(r[0]), int(r[1]))
+        return parse_resolution(self.resolution)
 
     def resolved_r1_gamma(self, batch_total: int) -> float:
         """``r1_gamma``, with ``"auto"`` resolved for ``batch_total`` images per step."""

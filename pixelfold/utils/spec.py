@@ -46,6 +46,8 @@ __all__ = [
     "check_int_tuple",
     "check_number",
     "field_docs",
+    "format_resolution",
+    "parse_resolution",
 ]
 
 S = TypeVar("S", bound="SpecMixin")
@@ -57,6 +59,34 @@ def _prefix(where: str | None, name: str) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_resolution(value: Any, what: str = "resolution") -> tuple[int, int]:
+    """``(height, width)`` from one int (a square), a ``[height, width]`` pair or a string
+    ``"N"`` / ``"HxW"`` (as JSON files and command lines write it).
+
+    Raises:
+        ConfigError: anything else, or a side below 1; the message names ``what``.
+    """
+    given = value
+    if isinstance(value, str):
+        parts = value.strip().lower().split("x")
+        if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
+            value = tuple(int(p) for p in parts)
+            value = value * 2 if len(value) == 1 else value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+        raise ConfigError(f"{what} must be a positive int, [height, width] or 'HxW', "
+                          f"got {given!r}")
+    return int(value[0]), int(value[1])
+
+
+def format_resolution(resolution: int | Sequence[int]) -> str:
+    """``"HxW"`` of a resolution (one int is a square)."""
+    h, w = parse_resolution(resolution)
+    return f"{h}x{w}"
 
 
 def check_int(value: Any, name: str, *, where: str | None = None, low: int = 1,
