@@ -116,8 +116,6 @@ def _class_of(G: Generator, args: argparse.Namespace, *, every: bool = False
               ) -> int | str | None:
     """The class of ``--class`` for ``G``: an index, ``"all"`` (with ``every``), or ``None``
     for an unconditional model."""
-    from .layers import LabelError
-
     which = args.class_
     if not G.c_dim:
         if which is not None:
@@ -132,10 +130,8 @@ def _class_of(G: Generator, args: argparse.Namespace, *, every: bool = False
                        + (", or --class all for every class" if every else ""))
     if every and which.strip().lower() == "all":
         return "all"
-    try:
+    with _flag(f"--class {which}"):
         return G.class_index(which)
-    except LabelError as exc:
-        raise CLIError(f"--class {which}: {exc}") from None
 
 
 def _add_figure(p: argparse.ArgumentParser) -> None:

@@ -450,17 +450,11 @@ class ImageDataset(torch.utils.data.Dataset):
             if i in self._bad:
                 continue
             row = self.dataset[i]
-            value = row[self.column]
             try:
-                image = preprocess_image(_open(value), self.resolution,
-                                         resize_filter=self.resize_filter,
-                                         jpeg_quality=self.jpeg_quality,
-                                         image_channels=self.image_channels)
-                return image if self.label_column is None else \
-                    (image, int(row[self.label_column]))
+                return _row_item(self, row)
             except Exception as exc:  # unreadable, truncated, unsupported
                 self._bad.add(i)
-                self._counter.skip(_describe(value), exc)
+                self._counter.skip(_describe(row[self.column]), exc)
         raise DataError(f"none of the {n} images of the dataset could be read")
 
     def probe(self) -> None:
@@ -485,6 +479,17 @@ class ImageDataset(torch.utils.data.Dataset):
                     first = f"{_describe(value)}: {type(exc).__name__}: {exc}"
         raise DataError(f"none of the {len(self.dataset)} files of the dataset is a readable "
                         f"image (the first: {' '.join(str(first).split())[:300]})")
+
+
+def _row_item(ds: ImageDataset | IterableImageDataset,
+              row: dict[str, Any]) -> torch.Tensor | tuple[torch.Tensor, int]:
+    """One dataset row as the item ``ds`` gives: the image decoded and preprocessed with
+    ``ds``'s settings, paired with its class when ``ds`` has a label column (raises what
+    decoding raises, for the caller to count the image as skipped)."""
+    image = preprocess_image(_open(row[ds.column]), ds.resolution,
+                             resize_filter=ds.resize_filter, jpeg_quality=ds.jpeg_quality,
+                             image_channels=ds.image_channels)
+    return image if ds.label_column is None else (image, int(row[ds.label_column]))
 
 
 class IterableImageDataset(torch.utils.data.IterableDataset):
@@ -526,17 +531,13 @@ class IterableImageDataset(torch.utils.data.IterableDataset):
                 self.dataset.set_epoch(self.epoch)
             produced = 0
             for row in self.dataset:
-                value = row[self.column]
                 try:
-                    image = preprocess_image(_open(value), self.resolution,
-                                             resize_filter=self.resize_filter,
-                                             jpeg_quality=self.jpeg_quality,
-                                             image_channels=self.image_channels)
-                    yield image if self.label_column is None else \
-                        (image, int(row[self.label_column]))
-                    produced += 1
-                except Exception as exc:
-                    self._counter.skip(_describe(value), exc)
+                    item = _row_item(self, row)
+                except Exception as exc:  # unreadable, truncated, unsupported
+                    self._counter.skip(_describe(row[self.column]), exc)
+                    continue
+                yield item
+                produced += 1
             if produced == 0:
                 raise DataError("the streamed dataset yielded no readable image")
             self.epoch += 1

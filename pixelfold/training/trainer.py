@@ -296,6 +296,7 @@ class GANTrainer:
         self.sample_z = torch.randn(config.num_samples, self.G.z_dim,
                                     generator=torch.Generator().manual_seed(config.seed))
         self.sample_c: torch.Tensor | None = None
+        self.label_probs: torch.Tensor | None = None
         if self.classes is not None:  # one row per class (the first 16), the same latents
             rows = min(self.G.c_dim, MAX_GRID_CLASSES)
             self.sample_columns = max(1, math.ceil(config.num_samples / rows))
@@ -303,9 +304,7 @@ class GANTrainer:
                                 generator=torch.Generator().manual_seed(config.seed))
             self.sample_z = first.repeat(rows, 1)
             self.sample_c = torch.arange(rows).repeat_interleave(self.sample_columns)
-        # fakes get classes drawn from the training set's label distribution (StyleGAN2-ADA)
-        self.label_probs: torch.Tensor | None = None
-        if self.classes is not None:
+            # fakes get classes drawn from the training set's label distribution (ADA)
             counts = self.classes.counts or (1,) * self.classes.num_classes
             self.label_probs = torch.tensor(counts, dtype=torch.float64)
         (self.G_train, self.D_ddp, self.opt_G, self.opt_D, self.loader) = accelerator.prepare(
@@ -566,8 +565,6 @@ class GANTrainer:
         the draws come from the augmentation generator."""
         if self.augment.active:
             images = self.augment.module(images, self.aug_gen)
-        if labels is None:
-            return self.D_ddp(images)
         return self.D_ddp(images, labels)
 
     def _micro_batches(self, model: nn.Module):
