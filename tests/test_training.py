@@ -124,6 +124,22 @@ def test_a_few_steps_write_everything(tmp_path):
     assert Image.open(run / "samples" / "step-0000004.png").size == (2 * 32, 2 * 32)
 
 
+def test_the_g_pass_computes_no_discriminator_gradient(tmp_path):
+    """D is frozen in the G pass (as NVlabs and the authors): after a step D's gradients are
+    still those of its last optimizer step, and D's parameters require grad again."""
+    _write_images(tmp_path / "images")
+    trainer = GANTrainer(_config(tmp_path, d_reg_interval=2))
+    seen = []
+    trainer.opt_D.optimizer.register_step_post_hook(
+        lambda opt, args, kwargs: seen.append([p.grad.clone() for p in trainer.D.parameters()]))
+    for _ in range(2):  # step 0 runs R1 (its own optimizer step), step 1 does not
+        trainer.train_step()
+        after = [p.grad for p in trainer.D.parameters()]
+        assert all(torch.equal(a, b) for a, b in zip(after, seen[-1], strict=True))
+        assert all(p.requires_grad for p in trainer.D.parameters())
+    assert len(seen) == 3
+
+
 def test_checkpoint_rotation_keeps_the_last_k(tmp_path):
     _write_images(tmp_path / "images")
     GANTrainer(_config(tmp_path, max_steps=6, checkpointing_steps=1,

@@ -28,6 +28,7 @@ from pixelfold.utils import (
     check_fits,
     cleanup_leftovers,
     disk_errors,
+    frozen_parameters,
     load_state,
     load_tensor_file,
     one_line,
@@ -132,6 +133,21 @@ def test_check_finite_names_the_tensors():
 
 # ---------------------------------------------------------------- atomic folders
 
+
+
+def test_frozen_parameters_restores_each_flag_even_after_an_error():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].bias.requires_grad_(False)  # frozen before: stays frozen
+    before = [p.requires_grad for p in model.parameters()]
+    with frozen_parameters(model) as m:
+        assert m is model and not any(p.requires_grad for p in model.parameters())
+        x = torch.ones(3, 2, requires_grad=True)
+        model(x).sum().backward()
+        assert x.grad is not None and all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == before == [True, False, True, True]
+    with pytest.raises(KeyError), frozen_parameters(model):
+        raise KeyError("inside")
+    assert [p.requires_grad for p in model.parameters()] == before
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
 def test_atomic_directory_replaces_and_keeps_no_leftovers(tmp_path, monkeypatch, exchange):

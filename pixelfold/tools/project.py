@@ -56,6 +56,7 @@ from ..models import Generator
 from ..utils.channels import to_rgb
 from ..utils.errors import ConfigError
 from ..utils.files import atomic_write_bytes
+from ..utils.tensors import frozen_parameters
 from .images import check_batch_memory, check_finite_images
 from .latents import WLatents
 
@@ -362,14 +363,12 @@ def _check_targets(G: Generator, targets: torch.Tensor, what: str = "targets") -
 @contextmanager
 def _frozen(G: nn.Module) -> Iterator[None]:
     """``G`` in eval mode without parameter gradients for the block (restored after)."""
-    flags = [p.requires_grad for p in G.parameters()]
     training = G.training
-    G.eval().requires_grad_(False)
+    G.eval()
     try:
-        yield
+        with frozen_parameters(G):
+            yield
     finally:
-        for p, flag in zip(G.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
         G.train(training)
 
 

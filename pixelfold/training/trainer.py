@@ -69,7 +69,7 @@ from ..utils.files import (
     swap_into_place,
 )
 from ..utils.memory import available_memory, check_fits
-from ..utils.tensors import non_finite, save_state
+from ..utils.tensors import frozen_parameters, non_finite, save_state
 from .augment import build_augment
 from .checkpoint import (
     MODEL_FILES,
@@ -558,14 +558,15 @@ class GANTrainer:
         return fake, ws, labels
 
     # ---------------------------------------------------------------- one step
-    def _discriminate(self, images: torch.Tensor,
-                      labels: torch.Tensor | None = None) -> torch.Tensor:
+    def _discriminate(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+                      D: nn.Module | None = None) -> torch.Tensor:
         """D's logits of ``images`` (with their ``labels`` in a conditional run) after the
         augmentation (every image D sees goes through it: reals, fakes, the reals of R1);
-        the draws come from the augmentation generator."""
+        the draws come from the augmentation generator. ``D``: the module to run (default:
+        the DDP-wrapped discriminator)."""
         if self.augment.active:
             images = self.augment.module(images, self.aug_gen)
-        return self.D_ddp(images, labels)
+        return (self.D_ddp if D is None else D)(images, labels)
 
     def _micro_batches(self, model: nn.Module):
         n = self.config.gradient_accumulation_steps
@@ -624,19 +625,21 @@ class GANTrainer:
             self.opt_D.step()
             losses["loss/R1"] = r1_total
 
-        # --- G: non-saturating loss
+        # --- G: non-saturating loss through D with D's weights frozen (as NVlabs and the
+        # authors): the backward computes no D weight gradient, and D runs unwrapped, since
+        # nothing of D is synchronized for this pass
         self.opt_G.zero_grad(set_to_none=True)
         g_total = 0.0
-        for _, ctx in self._micro_batches(G):
-            with ctx:
-                with acc.autocast():
-                    fake, _, fake_c = self._forward_G(c.batch_size)
-                    loss = generator_loss(self._discriminate(fake, fake_c)) / n
-                self._check(loss, "G loss")
-                acc.backward(loss)
-            g_total += float(loss.detach())
+        with frozen_parameters(self.D):
+            for _, ctx in self._micro_batches(G):
+                with ctx:
+                    with acc.autocast():
+                        fake, _, fake_c = self._forward_G(c.batch_size)
+                        loss = generator_loss(self._discriminate(fake, fake_c, D=self.D)) / n
+                    self._check(loss, "G loss")
+                    acc.backward(loss)
+                g_total += float(loss.detach())
         self.opt_G.step()
-        self.opt_D.zero_grad(set_to_none=True)  # D's gradients from the G pass are not used
         losses["loss/G"] = g_total
 
         # --- G: lazy path-length regularization (optional)

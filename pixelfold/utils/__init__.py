@@ -34,6 +34,7 @@ from .files import (
 from .memory import available_memory, check_fits, format_bytes
 from .tensors import (
     check_finite,
+    frozen_parameters,
     load_state,
     load_tensor_file,
     module_tensors,
@@ -68,6 +69,7 @@ __all__ = [
     "format_bytes",
     "load_state",
     "load_tensor_file",
+    "frozen_parameters",
     "module_tensors",
     "non_finite",
     "one_line",

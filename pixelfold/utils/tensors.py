@@ -11,6 +11,8 @@
   objects, text files and truncated files.
 * [`check_finite`][pixelfold.utils.tensors.check_finite] /
   [`non_finite`][pixelfold.utils.tensors.non_finite]: which tensors hold NaN or infinity.
+* [`frozen_parameters`][pixelfold.utils.tensors.frozen_parameters]: a module's parameters
+  without gradients for a block of code.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from .errors import CheckpointError, NonFiniteError
 
 __all__ = [
     "check_finite",
+    "frozen_parameters",
     "load_state",
     "load_tensor_file",
     "module_tensors",
@@ -335,3 +339,22 @@ def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Parameters and buffers of ``module`` by name (for
     [`check_finite`][pixelfold.utils.tensors.check_finite])."""
     return dict(module.state_dict(keep_vars=False))
+
+
+@contextmanager
+def frozen_parameters(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` with ``requires_grad=False`` on all its parameters inside the block, each
+    flag put back as it was afterwards (parameters frozen before stay frozen).
+
+    What a GAN's generator step does to the discriminator (as NVlabs' and the StyleGAN2 ports'
+    training loops): gradients flow through it to its input, but none is computed for its
+    weights. Yields ``module``.
+    """
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
