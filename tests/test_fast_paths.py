@@ -27,7 +27,7 @@ from pixelfold.layers import (
 )
 from pixelfold.layers.conv import conv2d
 from pixelfold.layers.noise import set_noise_skipping
-from pixelfold.layers.ops import conv_fast
+from pixelfold.layers.ops import conv_fast, modconv_fast
 from pixelfold.layers.testing import trained_like
 from pixelfold.layers.upfirdn import both_axes, filter2d, upsample2d
 from pixelfold.models import Discriminator, DiscriminatorSpec, Generator, presets
@@ -359,6 +359,35 @@ def test_generator_gradients_equal_reference():
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_pixel_rows_matmul_equals_baddbmm_to_second_order(bias):
+    """The pointwise ModConv's product (its own backward, for the channels-last ToRGB):
+    value, gradients and gradients of a function of the gradient against ``torch.baddbmm``;
+    gradgradcheck on top."""
+    torch.manual_seed(0)
+    rows = torch.randn(2, 7, 5, dtype=torch.float64)
+    wb = torch.randn(2, 3, 5, dtype=torch.float64)
+    b = torch.randn(3, dtype=torch.float64) if bias else None
+
+    def plain(r, w, c):
+        return torch.bmm(r, w.transpose(1, 2)) if c is None else torch.baddbmm(
+            c, r, w.transpose(1, 2))
+
+    def grads(fn):
+        leaves = [rows.clone().requires_grad_(True), wb.clone().requires_grad_(True)]
+        if b is not None:
+            leaves.append(b.clone().requires_grad_(True))
+        y = fn(leaves[0], leaves[1], leaves[2] if b is not None else None)
+        first = torch.autograd.grad(y.pow(3).sum(), leaves, create_graph=True)
+        second = torch.autograd.grad(sum(g.square().sum() for g in first), leaves)
+        return [y, *first, *second]
+
+    for u, v in zip(grads(modconv_fast._pixel_rows_matmul), grads(plain), strict=True):
+        torch.testing.assert_close(u, v)
+    inputs = (rows.clone().requires_grad_(True), wb.clone().requires_grad_(True))
+    torch.autograd.gradgradcheck(lambda r, w: modconv_fast._pixel_rows_matmul(r, w, b), inputs)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -16,6 +16,8 @@ rounding) through the cheaper of two computations, with the gain and bias folded
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -79,8 +81,7 @@ def modulated_conv2d(
         wb = (weight[None, :, :, 0, 0] * factor).to(dtype)  # (B, Cout, Cin)
         if channels_last(x):
             rows = x.permute(0, 2, 3, 1).reshape(b, h * w, cin)
-            out = (torch.bmm(rows, wb.transpose(1, 2)) if bias is None else
-                   torch.baddbmm(bias.to(dtype), rows, wb.transpose(1, 2)))
+            out = _pixel_rows_matmul(rows, wb, None if bias is None else bias.to(dtype))
             return out.reshape(b, h, w, cout).permute(0, 3, 1, 2)
         cols = x.reshape(b, cin, h * w)
         out = (torch.bmm(wb, cols) if bias is None else
@@ -104,6 +105,44 @@ def modulated_conv2d(
         bias = None
     out = out.reshape(b, cout, out.shape[2], out.shape[3])
     return out if bias is None else out + bias.to(dtype)[None, :, None, None]
+
+
+def _pixel_rows_matmul(rows: torch.Tensor, wb: torch.Tensor,
+                       bias: torch.Tensor | None) -> torch.Tensor:
+    """``rows @ wb^T + bias``: pixels-major rows ``(B, P, Cin)`` times per-sample weights
+    ``(B, Cout, Cin)``, as ``torch.baddbmm``, whose backward computes the weight gradient as
+    ``grad^T @ rows`` (``(B, Cout, Cin)``, the weights' own orientation) instead of autograd's
+    ``rows^T @ grad``: with few outputs (ToRGB: 3) and many pixels that orientation is 4-8x
+    faster on the CPU (2 cores, 256x256, 128 channels: 33-52 ms -> 6-7 ms per call). Without
+    autograd recording it is the plain product."""
+    wt = wb.transpose(1, 2)
+    if (not torch.is_grad_enabled() or torch.compiler.is_compiling()
+            or not (rows.requires_grad or wb.requires_grad
+                    or (bias is not None and bias.requires_grad))):
+        return torch.bmm(rows, wt) if bias is None else torch.baddbmm(bias, rows, wt)
+    return _PixelRowsMatmul.apply(rows, wb, bias)
+
+
+class _PixelRowsMatmul(torch.autograd.Function):
+    """``rows @ wb^T + bias`` with the weight gradient in ``wb``'s orientation (its backward
+    is made of differentiable products, so gradients of gradients work)."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: torch.Tensor, wb: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(rows, wb)
+        ctx.has_bias = bias is not None
+        wt = wb.transpose(1, 2)
+        return torch.bmm(rows, wt) if bias is None else torch.baddbmm(bias, rows, wt)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        rows, wb = ctx.saved_tensors
+        need_rows, need_wb, need_bias = ctx.needs_input_grad
+        g_rows = torch.bmm(grad, wb) if need_rows else None
+        g_wb = torch.bmm(grad.transpose(1, 2), rows) if need_wb else None
+        g_bias = grad.sum((0, 1)) if need_bias and ctx.has_bias else None
+        return g_rows, g_wb, g_bias
 
 
 def _demodulation(weight: torch.Tensor, styles: torch.Tensor, eps: float) -> torch.Tensor:
