@@ -32,7 +32,7 @@ Generator inference (``--inference``, on by default): ``G(z)`` of the authors' g
 pixelfold's at batch 4 (``torch.inference_mode``, fresh noise, noise strengths 0.1 on both),
 interleaved in the same run.
 
-Run from the repository root (about 15 minutes at 256 on 2 CPU cores)::
+Run from the repository root (about 5 minutes at 256 with 3 rounds on 2 CPU cores)::
 
     python benchmarks/trainer_step.py --threads 2
     python benchmarks/trainer_step.py --quick   # a tiny 32x32 model, to check the script
