@@ -24,6 +24,24 @@ from pixelfold.tools.profile import (  # noqa: F401
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
+#: Noise strength the benchmarks give every noise layer: a trained model's are non-zero, a fresh
+#: model's exactly 0 (which would let zero-strength skipping flatter the fast path).
+NOISE_STRENGTH = 0.1
+
+
+def set_noise_strength(model: torch.nn.Module, value: float = NOISE_STRENGTH) -> None:
+    """Every noise strength of ``model`` set to ``value``: pixelfold's ``NoiseInjection``
+    modules, and parameters named ``noise.weight`` (the authors' generator)."""
+    from pixelfold.layers import NoiseInjection
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(value)
+        for name, p in model.named_parameters():
+            if name.endswith("noise.weight"):
+                p.fill_(value)
+
 
 def cpu_model() -> str:
     """The ``model name`` line of ``/proc/cpuinfo`` (what ``lscpu`` prints), or the platform."""

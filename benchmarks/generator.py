@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (  # noqa: E402
     DTYPES,
+    NOISE_STRENGTH,
     add_common_args,
     autocast,
     current_rss_bytes,
@@ -64,17 +65,16 @@ from benchmarks._common import (  # noqa: E402
     mib,
     peak_rss_bytes,
     reset_peak_rss,
+    set_noise_strength,
     summarize,
     synchronize,
     write_json,
 )
 from benchmarks.reference_impl import reference_generator  # noqa: E402
-from pixelfold.layers import NoiseInjection  # noqa: E402
 from pixelfold.layers.noise import set_noise_skipping  # noqa: E402
 from pixelfold.metrics import count_macs  # noqa: E402
 from pixelfold.models import Generator  # noqa: E402
 
-NOISE_STRENGTH = 0.1
 PAPER_IMS = {"pixelfolder-256": 77.7, "cips-256": 11.0}  # images/s on the paper's GPU
 
 
@@ -85,9 +85,7 @@ def build_generator(name: str, device: torch.device, seed: int,
     pixelfold builds it, unless ``memory_format`` says otherwise)."""
     torch.manual_seed(seed)
     G = Generator.from_preset(name, memory_format=memory_format).eval().requires_grad_(False)
-    for m in G.modules():
-        if isinstance(m, NoiseInjection):
-            m.weight.fill_(noise_strength)
+    set_noise_strength(G, noise_strength)
     return G.to(device)
 
 

@@ -61,12 +61,12 @@ from benchmarks._common import (  # noqa: E402
     mib,
     peak_rss_bytes,
     reset_peak_rss,
+    set_noise_strength,
     summarize,
     synchronize,
     write_json,
 )
 from benchmarks.reference_impl import reference_discriminator, reference_generator  # noqa: E402
-from pixelfold.layers import NoiseInjection  # noqa: E402
 from pixelfold.models import Discriminator, DiscriminatorSpec, Generator  # noqa: E402
 from pixelfold.training import (  # noqa: E402
     discriminator_loss,
@@ -88,10 +88,7 @@ class Setup:
         fmt = torch.channels_last if fast and channels_last else torch.contiguous_format
         torch.manual_seed(seed)
         G = Generator.from_preset(preset, memory_format=fmt)
-        for m in G.modules():
-            if isinstance(m, NoiseInjection):
-                with torch.no_grad():
-                    m.weight.fill_(0.1)
+        set_noise_strength(G)
         D = Discriminator(DiscriminatorSpec(resolution=G.resolution[0]), memory_format=fmt)
         G, D = G.to(device), D.to(device)
         self.G, self.D = G, D

@@ -58,13 +58,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import (  # noqa: E402
+    NOISE_STRENGTH,
     format_table,
     interleaved_timings,
     machine_info,
+    set_noise_strength,
     summarize,
     write_json,
 )
-from pixelfold.layers import NoiseInjection  # noqa: E402
 from pixelfold.models import presets  # noqa: E402
 from pixelfold.training import TrainConfig  # noqa: E402
 from pixelfold.training.losses import lazy_adam_params  # noqa: E402
@@ -72,7 +73,6 @@ from tests.reference.authors_discriminator import AuthorsDiscriminator  # noqa: 
 from tests.reference.authors_pixelfold import STAGES as AUTHORS_STAGES  # noqa: E402
 from tests.reference.authors_pixelfold import AuthorsPixelFolder  # noqa: E402
 
-NOISE_STRENGTH = 0.1
 R1_GAMMA = 10.0
 R1_INTERVAL = 16
 AUTHORS_SIZES = tuple(AUTHORS_STAGES)  # the sizes the authors' generator has
@@ -91,17 +91,6 @@ def write_image_folder(folder: Path, count: int, size: int, seed: int) -> None:
         img = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
         array = (img.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
         Image.fromarray(array).save(folder / f"{i:04d}.png")
-
-
-def set_noise_strength(model: torch.nn.Module, value: float) -> None:
-    """Non-zero noise strengths in pixelfold's model (a trained model's are not 0)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, NoiseInjection):
-                m.weight.fill_(value)
-        for name, p in model.named_parameters():  # the authors' NoiseInjection.weight
-            if name.endswith("noise.weight"):
-                p.fill_(value)
 
 
 class TrainerSide:
@@ -129,11 +118,6 @@ class TrainerSide:
         self.trainer.train_step()
 
 
-def requires_grad(model: torch.nn.Module, flag: bool) -> None:
-    for p in model.parameters():
-        p.requires_grad_(flag)
-
-
 class AuthorsSide:
     """The authors' step math (rosinality's ``train.py`` loop) with their G and D."""
 
@@ -142,8 +126,7 @@ class AuthorsSide:
         self.G = AuthorsPixelFolder(size)
         self.D = AuthorsDiscriminator(size)
         set_noise_strength(self.G, NOISE_STRENGTH)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        requires_grad(self.G_ema, False)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         g_lr, g_betas = lazy_adam_params(0.002, (0.0, 0.99), G_INTERVAL)
         d_lr, d_betas = lazy_adam_params(0.002, (0.0, 0.99), R1_INTERVAL)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas)
@@ -162,8 +145,8 @@ class AuthorsSide:
         G, D = self.G, self.D
         real = self._real()
         # D: logistic loss on fakes (G frozen) and reals
-        requires_grad(G, False)
-        requires_grad(D, True)
+        G.requires_grad_(False)  # the authors' requires_grad(G, False)
+        D.requires_grad_(True)
         fake = G(torch.randn(self.batch, G.style_dim), noise_mode="random")
         d_loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
         D.zero_grad()
@@ -178,8 +161,8 @@ class AuthorsSide:
             (R1_GAMMA / 2 * penalty * R1_INTERVAL + 0 * real_pred[0]).sum().backward()
             self.opt_D.step()
         # G: non-saturating loss through the frozen D
-        requires_grad(G, True)
-        requires_grad(D, False)
+        G.requires_grad_(True)
+        D.requires_grad_(False)
         fake = G(torch.randn(self.batch, G.style_dim), noise_mode="random")
         g_loss = F.softplus(-D(fake)).mean()
         G.zero_grad()
@@ -205,12 +188,10 @@ def load_reals(folder: Path, batch: int, count: int) -> list[torch.Tensor]:
 def time_inference(preset: str, size: int, batch: int, iters: int, seed: int
                    ) -> dict[str, dict[str, float]]:
     """``G(z)`` of the authors' generator and pixelfold's, interleaved."""
-    from pixelfold.models import Generator
+    from benchmarks.generator import build_generator
 
-    torch.manual_seed(seed)
-    ours = Generator.from_preset(preset).eval().requires_grad_(False)
+    ours = build_generator(preset, torch.device("cpu"), seed)
     theirs = AuthorsPixelFolder(size).eval().requires_grad_(False)
-    set_noise_strength(ours, NOISE_STRENGTH)
     set_noise_strength(theirs, NOISE_STRENGTH)
     z = torch.randn(batch, ours.z_dim)
 
