@@ -161,6 +161,38 @@ def test_conv2d_equals_f_conv2d_to_third_order(stride, padding, size, bias):
             lambda a, c: conv_fast.conv2d_gradfix(a, c, None, stride, padding), (xs, ws))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_channels_last_gradients_and_unused_weight_gradient(stride, monkeypatch):
+    """Channels-last input (the fast stride-2 weight gradient goes through NCHW copies): the
+    first-order gradients equal F.conv2d's and keep the weight's layout; a backward pass that
+    needs only the input gradient (R1's autograd.grad) computes no weight gradient."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 9, 9, dtype=torch.float64).contiguous(memory_format=CL)
+    w = torch.randn(5, 6, 3, 3, dtype=torch.float64).contiguous(memory_format=CL)
+    b = torch.randn(5, dtype=torch.float64)
+
+    def grads(fn):
+        leaves = [t.clone().requires_grad_(True) for t in (x, w, b)]
+        y = fn(*leaves, stride=stride, padding=1)
+        return [y, *torch.autograd.grad(y.square().sum(), leaves)]
+
+    got, expected = grads(conv2d), grads(F.conv2d)
+    for u, v in zip(got, expected, strict=True):
+        torch.testing.assert_close(u, v)
+    assert got[2].is_contiguous(memory_format=CL)
+    calls = []
+    real = conv_fast._weight_grad
+    monkeypatch.setattr(conv_fast, "_weight_grad", lambda *a, **k: calls.append(1) or real(*a, **k))
+    xs, ws = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    y = conv2d(xs, ws * 1.0, None, stride, 1)  # a non-leaf weight, as the models pass it
+    (gx,) = torch.autograd.grad(y.square().sum(), xs, create_graph=True)
+    assert calls == []
+    torch.testing.assert_close(gx, torch.autograd.grad(
+        F.conv2d(x.requires_grad_(True), w, None, stride, 1).square().sum(), x)[0])
+    gx.square().sum().backward()  # the R1 step's second backward: the weight's gradient
+    assert ws.grad is not None and ws.grad.abs().sum() > 0
+
+
 def test_conv2d_without_autograd_and_bad_shapes():
     x, w = torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)
     with torch.no_grad():

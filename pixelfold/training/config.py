@@ -40,7 +40,8 @@ def tracker_names(report_to: str) -> tuple[str, ...]:
 RESUME_ADJUSTABLE = frozenset({
     "dataset", "image_column", "split", "max_steps", "kimg", "lr", "betas", "r1_gamma",
     "pl_weight", "style_mixing_prob", "ema_kimg", "ema_rampup", "hflip", "resize_filter",
-    "jpeg_quality", "mixed_precision", "cudnn_benchmark", "checkpointing_steps",
+    "jpeg_quality", "mixed_precision", "cudnn_benchmark", "cpu_memory_cache",
+    "checkpointing_steps",
     "checkpoints_total_limit", "sample_every", "num_samples", "log_every", "num_workers",
     "report_to", "progress_bar", "augment", "augment_p", "ada_target", "ada_kimg",
     "ada_interval", "diffaugment_policy", "metrics", "metrics_every_kimg", "metrics_num_gen",
@@ -139,6 +140,12 @@ class TrainConfig(SpecMixin):
         cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms for the (fixed)
             shapes of training and keep the fastest (``torch.backends.cudnn.benchmark``, as
             NVlabs' StyleGAN2 trainers do); ignored elsewhere.
+        cpu_memory_cache: on a CPU run, keep freed memory in the process for reuse instead of
+            returning it to the system after every tensor (glibc ``malloc`` settings, see
+            [`enable_cpu_memory_cache`][pixelfold.utils.allocator.enable_cpu_memory_cache]):
+            faster steps, at the price of holding the peak memory (measured at 256, batch 2:
+            a discriminator step 15-25% faster, resident memory up to 1.8x); process-wide,
+            and it stays on once set. Ignored on CUDA and where the C library is not glibc.
         seed: global seed.
         checkpointing_steps: save a checkpoint every N steps.
         checkpoints_total_limit: keep the last K checkpoints.
@@ -219,6 +226,7 @@ class TrainConfig(SpecMixin):
     jpeg_quality: int | None = None
     mixed_precision: str = "no"
     cudnn_benchmark: bool = True
+    cpu_memory_cache: bool = True
     seed: int = 0
     checkpointing_steps: int = 5000
     checkpoints_total_limit: int | None = 3
@@ -321,8 +329,8 @@ class TrainConfig(SpecMixin):
                 raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
                                   f"{', '.join(presets.names())}")
         tracker_names(self.report_to)
-        for name in ("cond", "streaming", "hflip", "cudnn_benchmark", "progress_bar",
-                     "overwrite"):
+        for name in ("cond", "streaming", "hflip", "cudnn_benchmark", "cpu_memory_cache",
+                     "progress_bar", "overwrite"):
             check_bool(getattr(self, name), name)
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.d_channels is not None:

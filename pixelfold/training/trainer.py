@@ -49,6 +49,7 @@ from torch import nn
 
 from ..models import Discriminator, DiscriminatorSpec, Generator, GeneratorSpec, presets
 from ..models.pretrained import load_state_dict_strict
+from ..utils.allocator import cpu_memory_cache_enabled, enable_cpu_memory_cache
 from ..utils.errors import (
     CheckpointError,
     ConfigError,
@@ -265,6 +266,11 @@ class GANTrainer:
         self.accelerator = accelerator
         if accelerator.device.type == "cuda":
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
+        elif accelerator.device.type == "cpu" and config.cpu_memory_cache \
+                and not cpu_memory_cache_enabled():
+            if enable_cpu_memory_cache():
+                logger.info("CPU run: freed memory is kept for reuse (glibc malloc; "
+                            "--no-cpu-memory-cache turns this off)")
         self.evaluator = self._build_evaluator(dataset)  # before any big work
         self._dataset = dataset
         self.classes: DatasetClasses | None = self._find_classes() if config.cond else None

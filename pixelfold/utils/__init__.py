@@ -1,10 +1,11 @@
 """What every part of pixelfold shares for robustness: user errors and the command-line
-handler that reports them, safe tensor files, atomic writes, run-folder locks and memory
-checks.
+handler that reports them, safe tensor files, atomic writes, run-folder locks, memory
+checks and the CPU memory cache.
 
 ``from pixelfold.utils import PixelfoldError, atomic_directory, load_tensor_file, check_finite``.
 """
 
+from .allocator import cpu_memory_cache_enabled, enable_cpu_memory_cache
 from .errors import (
     USER_ERRORS,
     CheckpointError,
@@ -63,9 +64,11 @@ __all__ = [
     "check_finite",
     "check_fits",
     "cleanup_leftovers",
+    "cpu_memory_cache_enabled",
     "debug_enabled",
     "default_mode",
     "disk_errors",
+    "enable_cpu_memory_cache",
     "format_bytes",
     "load_state",
     "load_tensor_file",

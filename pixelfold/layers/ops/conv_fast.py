@@ -11,7 +11,16 @@ autograd function of its own whose backward gets that weight term from the weigh
 kernel instead, the one the ordinary backward uses. On 2 CPU cores this takes 15-25% off the
 double backward of stride-1 3x3 convolutions at discriminator shapes; for stride 2 oneDNN's
 weight-gradient kernel is slower than the generic path, so
-[`conv2d`][pixelfold.layers.ops.conv_fast.conv2d] runs ``F.conv2d`` there.
+[`conv2d`][pixelfold.layers.ops.conv_fast.conv2d] keeps ``F.conv2d``'s input gradient (and its
+double backward) there and changes only the first-order weight gradient: for channels-last
+input on the CPU, oneDNN's stride-2 weight-gradient kernel is 2-4x slower in channels-last
+than in NCHW (2 cores, discriminator shapes: 354 vs 107 ms at 128 -> 256 channels on 257x257,
+320 vs 77 ms at 256 -> 512 on 129x129), more than the two layout copies cost, so that
+gradient is computed from NCHW copies.
+
+Both autograd functions compute a gradient only when the backward pass uses it (a custom
+function's ``needs_input_grad`` says only what requires grad): R1's ``autograd.grad`` with
+respect to the images needs no weight gradient in its first backward.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ._util import channels_last
+
 __all__ = ["conv2d", "conv2d_gradfix", "transposed_output_padding"]
 
 
@@ -29,10 +40,51 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
            padding: int) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, stride, padding)``: through
     [`conv2d_gradfix`][pixelfold.layers.ops.conv_fast.conv2d_gradfix] for stride 1, where its
-    double backward is the faster one, ``F.conv2d`` itself otherwise."""
+    double backward is the faster one; for other strides ``F.conv2d``'s own gradients except
+    the first-order weight gradient of channels-last CPU input, computed in NCHW (see the
+    module description)."""
     if stride == 1:
         return conv2d_gradfix(x, weight, bias, stride, padding)
-    return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    if not _records(x, weight, bias):
+        return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    x, weight, bias = _autocast(x, weight, bias)
+    return _StridedConv2d.apply(x, weight, bias, int(stride), int(padding))
+
+
+def _records(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether a convolution of these operands needs pixelfold's autograd functions: autograd
+    records (not under ``torch.compile``, whose graphs have no double backward) and an
+    operand requires grad."""
+    return (torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and (x.requires_grad or weight.requires_grad
+                 or (bias is not None and bias.requires_grad)))
+
+
+def _autocast(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The operands cast as autocast would cast them for ``F.conv2d``, so that the saved
+    tensors and the backward (which runs outside autocast) use that dtype too."""
+    device = x.device.type
+    if device != "meta" and torch.is_autocast_enabled(device):  # meta: no autocast state
+        dtype = torch.get_autocast_dtype(device)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    return x, weight, bias
+
+
+def _used(ctx: Any, index: int) -> bool:
+    """Whether the running backward pass uses the gradient of input ``index`` of the autograd
+    function ``ctx`` (``ctx.needs_input_grad`` only says that the input requires grad; an
+    ``autograd.grad`` call may need less)."""
+    if not ctx.needs_input_grad[index]:
+        return False
+    node = ctx.next_functions[index][0]
+    if node is None:
+        return True
+    try:
+        return bool(torch._C._will_engine_execute_node(node))
+    except RuntimeError:  # a leaf under autograd.grad: the engine cannot tell
+        return True
 
 
 def conv2d_gradfix(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -42,17 +94,9 @@ def conv2d_gradfix(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     double backward. Without autograd recording (inference, ``torch.no_grad``) and while
     ``torch.compile`` traces (compiled graphs have no double backward), it is ``F.conv2d``
     itself."""
-    if (not torch.is_grad_enabled() or torch.compiler.is_compiling()
-            or not (x.requires_grad or weight.requires_grad
-                    or (bias is not None and bias.requires_grad))):
+    if not _records(x, weight, bias):
         return F.conv2d(x, weight, bias, stride=stride, padding=padding)
-    device = x.device.type
-    if device != "meta" and torch.is_autocast_enabled(device):  # meta: no autocast state
-        # cast as autocast would for F.conv2d, so that the saved tensors and the backward
-        # (which runs outside autocast) use that dtype too
-        dtype = torch.get_autocast_dtype(device)
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
+    x, weight, bias = _autocast(x, weight, bias)
     return _Conv2d.apply(x, weight, bias, int(stride), int(padding))
 
 
@@ -88,7 +132,7 @@ class _Conv2d(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
         s, p = ctx.stride, ctx.padding
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_x, need_w, need_b = (_used(ctx, i) for i in range(3))
         gx = gw = gb = None
         if need_x:
             gx = _Conv2dInputGrad.apply(grad, weight, s, p, (x.shape[2], x.shape[3]))
@@ -124,3 +168,38 @@ class _Conv2dInputGrad(torch.autograd.Function):
             # <grad, conv2d(gg, weight)> is what dx contributes: its weight gradient
             d_weight = _weight_grad(grad, gg, weight, s, p)[0]
         return d_grad, d_weight, None, None, None
+
+
+class _StridedConv2d(torch.autograd.Function):
+    """``F.conv2d`` (any stride) with ``F.conv2d``'s input gradient (differentiable, for R1)
+    and, in a first-order backward of channels-last CPU input, the weight gradient computed on
+    NCHW copies (oneDNN's faster kernel there)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                stride: int, padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, weight = ctx.saved_tensors
+        s, p = ctx.stride, ctx.padding
+        need_x, need_w = _used(ctx, 0), _used(ctx, 1)
+        need_b = ctx.has_bias and _used(ctx, 2)
+        gx = gw = gb = None
+        if need_x:
+            gx = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
+                [True, False, False])[0]
+        if need_w or need_b:
+            if (not torch.is_grad_enabled() and x.device.type == "cpu" and channels_last(x)):
+                gw, gb = _weight_grad(grad.contiguous(), x.contiguous(), weight.contiguous(),
+                                      s, p, bias=need_b)
+                gw = gw.contiguous(memory_format=torch.channels_last)
+            else:
+                gw, gb = _weight_grad(grad, x, weight, s, p, bias=need_b)
+            if not need_w:
+                gw = None
+        return gx, gw, gb, None, None
