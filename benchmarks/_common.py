@@ -89,8 +89,21 @@ def add_common_args(parser: Any) -> None:
                         help="run the fast path in NCHW layout instead of pixelfold's default "
                              "channels-last")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpu-memory-cache", choices=("on", "off"), default="off",
+                        help="keep freed CPU memory for reuse, as pixelfold's trainer does on "
+                             "a CPU (pixelfold.utils.enable_cpu_memory_cache; default off, as "
+                             "a plain process runs and as the earlier rows were measured)")
     parser.add_argument("--json-out", default=None, help="where to write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run")
+
+
+def apply_cpu_memory_cache(setting: str | None) -> None:
+    """``--cpu-memory-cache on``: turn the cache on in this process (children get the setting
+    in their spec and call this themselves)."""
+    if setting == "on":
+        from pixelfold.utils import enable_cpu_memory_cache
+
+        enable_cpu_memory_cache()
 
 
 def synchronize(device: torch.device) -> None:

@@ -57,6 +57,7 @@ from benchmarks._common import (  # noqa: E402
     DTYPES,
     NOISE_STRENGTH,
     add_common_args,
+    apply_cpu_memory_cache,
     autocast,
     current_rss_bytes,
     format_table,
@@ -225,6 +226,7 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run in a fresh process: build, then one forward; report peak memory."""
     device = torch.device(spec["device"])
     dtype = DTYPES[spec["dtype"]]
+    apply_cpu_memory_cache(spec.get("cpu_memory_cache"))
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     fmt = (torch.channels_last if spec["impl"] == "fast" and spec["channels_last"]
@@ -262,7 +264,8 @@ def measure_memory(args: argparse.Namespace, device: torch.device) -> list[dict[
     for impl in ("fast", "reference"):
         spec = {"preset": args.memory_preset, "batch_size": 1, "impl": impl,
                 "device": str(device), "dtype": args.dtype, "seed": args.seed,
-                "channels_last": not args.no_channels_last, "threads": args.threads}
+                "channels_last": not args.no_channels_last, "threads": args.threads,
+                "cpu_memory_cache": args.cpu_memory_cache}
         if device.type == "cuda":
             rows.append(memory_child(spec))
             torch.cuda.empty_cache()
@@ -298,6 +301,7 @@ def main() -> None:
     if args.memory_child is not None:
         print("MEMORY_RESULT " + json.dumps(memory_child(json.loads(args.memory_child))))
         return
+    apply_cpu_memory_cache(args.cpu_memory_cache)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.batch_size is None:

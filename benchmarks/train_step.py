@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (  # noqa: E402
     DTYPES,
     add_common_args,
+    apply_cpu_memory_cache,
     autocast,
     current_rss_bytes,
     format_table,
@@ -151,6 +152,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One batch size: the fast path's memory, then interleaved timings."""
     device = torch.device(spec["device"])
     dtype = DTYPES[spec["dtype"]]
+    apply_cpu_memory_cache(spec.get("cpu_memory_cache"))
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     batch = spec["batch_size"]
@@ -232,6 +234,7 @@ def main() -> None:
     if args.child is not None:
         print("STEP_RESULT " + json.dumps(child(json.loads(args.child))))
         return
+    apply_cpu_memory_cache(args.cpu_memory_cache)
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = parse_sizes(args.batch_sizes or ("1,2" if args.quick else "1,2,4"))
@@ -255,6 +258,7 @@ def main() -> None:
             spec = {"preset": preset, "batch_size": batch, "device": str(device),
                     "dtype": args.dtype, "seed": args.seed, "iters": iters,
                     "warmup": max(args.warmup, 1), "threads": args.threads,
+                    "cpu_memory_cache": args.cpu_memory_cache,
                     "channels_last": not args.no_channels_last, "compile": args.compile,
                     "reference": batch in ref_sizes}
             results.append(run_child(spec))

@@ -28,6 +28,12 @@ a step without R1 and a step with R1 (the trainer's step counter is set to a mul
 does R1 on one step in 16, so the row that counts is the amortized step,
 ``(15 * plain + R1 step) / 16``, per round; the table gives the median over rounds.
 
+The trainer turns on its CPU memory cache (``TrainConfig.cpu_memory_cache``, as ``pixelfold
+train`` does; ``--cpu-memory-cache off`` leaves glibc's default ``malloc``). The setting is
+process-wide, so the authors' side runs with the same allocator: only the code differs. Each
+side's floating-point work per step is counted once (``torch.utils.flop_counter``, an untimed
+step of each kind), which shows that the two do the same math and what rate each reaches.
+
 Generator inference (``--inference``, on by default): ``G(z)`` of the authors' generator against
 pixelfold's at batch 4 (``torch.inference_mode``, fresh noise, noise strengths 0.1 on both),
 interleaved in the same run.
@@ -96,7 +102,8 @@ def write_image_folder(folder: Path, count: int, size: int, seed: int) -> None:
 class TrainerSide:
     """``GANTrainer.train_step`` on an image folder, as ``pixelfold train`` runs it."""
 
-    def __init__(self, preset: str, batch: int, data: Path, out: Path, seed: int) -> None:
+    def __init__(self, preset: str, batch: int, data: Path, out: Path, seed: int,
+                 cpu_memory_cache: bool = True) -> None:
         from pixelfold.training import GANTrainer
 
         size = presets.get(preset).resolution
@@ -105,7 +112,8 @@ class TrainerSide:
             batch_size=batch, lr=0.002, betas=(0.0, 0.99), r1_gamma=R1_GAMMA,
             d_reg_interval=R1_INTERVAL, g_reg_interval=G_INTERVAL, style_mixing_prob=0.0,
             pl_weight=0.0, hflip=True, augment="none", mixed_precision="no", seed=seed,
-            report_to="none", progress_bar=False, num_workers=0)
+            report_to="none", progress_bar=False, num_workers=0,
+            cpu_memory_cache=cpu_memory_cache)
         self.trainer = GANTrainer(config)
         set_noise_strength(self.trainer.G, NOISE_STRENGTH)
         self.trainer.G_train.train()
@@ -185,6 +193,48 @@ def load_reals(folder: Path, batch: int, count: int) -> list[torch.Tensor]:
     return [torch.stack(images[i:i + batch]) for i in range(0, len(images) - batch + 1, batch)]
 
 
+def count_flops(step: Any) -> float:
+    """Floating-point operations of one call of ``step`` (forward and backward passes), in
+    GFLOP, by the formulas of ``torch.utils.flop_counter`` (convolutions and matrix products).
+    A plain dispatch mode rather than ``FlopCounterMode``, whose per-module tracking fails on
+    ``autograd.grad`` with respect to a leaf (R1's images)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    with Counter() as counter:
+        step()
+    return counter.total / 1e9
+
+
+def conv_peak_gflops(iters: int = 5) -> float:
+    """The rate of the fastest kernel of these steps on this machine, in GFLOP/s: oneDNN's
+    forward 3x3 convolution at a discriminator shape (512 -> 512 channels, 64x64, batch 2,
+    channels-last), median of ``iters`` calls. A step can reach it only where all of its work
+    ran at that rate, so ``GFLOP per step / this`` bounds the step time from below."""
+    x = torch.randn(2, 512, 64, 64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(512, 512, 3, 3).contiguous(memory_format=torch.channels_last)
+    gflop = 2 * x.shape[0] * 512 * 512 * 9 * 64 * 64 / 1e9
+    with torch.no_grad():
+        F.conv2d(x, w, padding=1)
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            times.append(time.perf_counter() - t0)
+    return gflop / statistics.median(times)
+
+
 def time_inference(preset: str, size: int, batch: int, iters: int, seed: int
                    ) -> dict[str, dict[str, float]]:
     """``G(z)`` of the authors' generator and pixelfold's, interleaved."""
@@ -222,6 +272,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpu-memory-cache", choices=("on", "off"), default="on",
+                        help="the trainer's CPU memory cache, process-wide, so for both sides "
+                             "(default on, as pixelfold train runs)")
     parser.add_argument("--json-out", default=None, help="where to write the results as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="check the script: pixelfolder-tiny-32, the trainer alone (the "
@@ -240,7 +293,8 @@ def main() -> None:
     print(f"# {info['cpu']}, {info['cpu_cores_visible']} cores visible, "
           f"{info['torch_threads']} torch threads, torch {info['torch']}")
     print(f"# {args.preset} at {size}x{size}, batch {args.batch_size}, float32, CPU; "
-          f"{args.rounds} round(s) after a warm-up round\n")
+          f"{args.rounds} round(s) after a warm-up round; CPU memory cache "
+          f"{args.cpu_memory_cache}\n")
 
     with tempfile.TemporaryDirectory(prefix="pixelfold-bench-") as tmp:
         data = Path(tmp) / "images"
@@ -251,25 +305,31 @@ def main() -> None:
             sides["authors"] = AuthorsSide(size, args.batch_size,
                                            load_reals(data, args.batch_size, n_images), args.seed)
         sides["trainer"] = TrainerSide(args.preset, args.batch_size, data, Path(tmp) / "run",
-                                       args.seed)
+                                       args.seed, cpu_memory_cache=args.cpu_memory_cache == "on")
         fns: dict[str, Any] = {}
         for name, side in sides.items():
             fns[f"{name} plain"] = (lambda s: lambda: s.step(False))(side)
             fns[f"{name} R1"] = (lambda s: lambda: s.step(True))(side)
+        flops = {name: count_flops(fn) for name, fn in fns.items()}
         t0 = time.perf_counter()
         times = interleaved_timings(fns, args.rounds, 1, torch.device("cpu"))
         wall = time.perf_counter() - t0
 
     rows, table = [], []
     amortized: dict[str, list[float]] = {}
+    step_gflop: dict[str, float] = {}
     for name in sides:
         plain, r1 = times[f"{name} plain"], times[f"{name} R1"]
         amortized[name] = [((R1_INTERVAL - 1) * p + r) / R1_INTERVAL
                            for p, r in zip(plain, r1, strict=True)]
+        step_gflop[name] = ((R1_INTERVAL - 1) * flops[f"{name} plain"]
+                            + flops[f"{name} R1"]) / R1_INTERVAL
     base = statistics.median(amortized["authors"]) if "authors" in amortized else None
     for name in sides:
         row = {"side": name, "plain": summarize(times[f"{name} plain"]),
-               "r1": summarize(times[f"{name} R1"]), "amortized": summarize(amortized[name])}
+               "r1": summarize(times[f"{name} R1"]), "amortized": summarize(amortized[name]),
+               "gflop_plain": flops[f"{name} plain"], "gflop_r1": flops[f"{name} R1"],
+               "gflop_amortized": step_gflop[name]}
         med = row["amortized"]["median_ms"]
         if base is not None:
             row["speedup_vs_authors"] = base * 1e3 / med
@@ -278,11 +338,19 @@ def main() -> None:
                       f"{med:,.0f}", f"{row['amortized']['min_ms']:,.0f}-"
                       f"{row['amortized']['max_ms']:,.0f}",
                       f"{args.batch_size / (med / 1e3):.2f}",
+                      f"{step_gflop[name]:,.0f}", f"{step_gflop[name] / med * 1e3:,.0f}",
                       f"{row['speedup_vs_authors']:.2f}x" if "speedup_vs_authors" in row
                       else "-"])
     print(format_table(["side", "step ms (no R1)", "step ms (R1)", "amortized ms/step",
-                        "range", "images/s", "vs authors"], table))
+                        "range", "images/s", "GFLOP/step", "GFLOP/s", "vs authors"], table))
     print(f"\n(training rounds: {wall:.0f} s)")
+    peak = conv_peak_gflops()
+    bound = {name: step_gflop[name] / peak * 1e3 for name in sides}
+    print(f"fastest kernel (3x3 conv forward, 512 ch, 64x64, batch 2): {peak:,.0f} GFLOP/s; "
+          f"every FLOP of a step at that rate: "
+          + ", ".join(f"{name} {ms:,.0f} ms" for name, ms in bound.items())
+          + (f" (the authors' step / the trainer's bound: "
+             f"{base * 1e3 / bound['trainer']:.2f}x)" if base is not None else ""))
     inference = None
     if args.inference_batch and size in AUTHORS_SIZES:
         inference = time_inference(args.preset, size, args.inference_batch,
@@ -299,6 +367,7 @@ def main() -> None:
     write_json(args.json_out, {"benchmark": "trainer_step", "machine": info,
                                "settings": vars(args), "training": rows,
                                "inference": inference, "r1_interval": R1_INTERVAL,
+                               "conv_peak_gflops": peak, "bound_ms_at_peak": bound,
                                "amortized": "(15 * plain + R1 step) / 16, per round"})
 
 

@@ -64,7 +64,8 @@ def test_other_c_libraries_and_a_refused_setting_change_nothing(monkeypatch):
 
 @pytest.mark.parametrize("wanted", [True, False])
 def test_the_trainer_enables_it_for_cpu_runs_when_asked(tmp_path, monkeypatch, wanted):
-    from pixelfold.training import GANTrainer, trainer as trainer_module
+    from pixelfold.training import GANTrainer
+    from pixelfold.training import trainer as trainer_module
 
     reset_accelerate()
     calls = []
