@@ -4,8 +4,8 @@ The definition is [`reference.conv2d`][pixelfold.layers.ops.reference.conv2d] (`
 the fast implementation, ``pixelfold/layers/ops/conv_fast.py``, computes the input gradient
 through an autograd function of its own whose backward takes the weight term of the double
 backward from the weight-gradient kernel (the one the ordinary backward uses) instead of
-PyTorch's generic double backward. Values and gradients of every order are those of
-``F.conv2d``.
+PyTorch's generic double backward, and a stride-2 weight gradient of channels-last CPU input
+from NCHW copies. Values and gradients of every order are those of ``F.conv2d``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def conv2d(
     gradient of the input gradient (what R1 and path-length penalties differentiate) with the
     convolution weight-gradient kernel instead of PyTorch's generic double backward: on 2 CPU
     cores 15-25% off the double backward of 3x3 convolutions at discriminator shapes. For
-    stride 2, where oneDNN's weight-gradient kernel is slower than the generic path, and
-    without autograd recording or while ``torch.compile`` traces, it is ``F.conv2d`` itself.
+    stride 2 the input gradient and its double backward are ``F.conv2d``'s own, and the
+    first-order weight gradient of channels-last CPU input is computed from NCHW copies
+    (oneDNN's NCHW kernel is 2-4x faster there). Without autograd recording or while
+    ``torch.compile`` traces, it is ``F.conv2d`` itself.
 
     Args:
         x: input ``(B, Cin, H, W)``.
