@@ -145,7 +145,8 @@ class TrainConfig(SpecMixin):
             [`enable_cpu_memory_cache`][pixelfold.utils.allocator.enable_cpu_memory_cache]):
             faster steps, at the price of holding the peak memory (measured at 256, batch 2,
             2 cores: a trainer step about 13% faster, a discriminator forward+backward
-            20-30%, resident memory up to 1.8x); process-wide, and it stays on once set. Ignored on CUDA and where the C library is not glibc.
+            20-30%, resident memory up to 1.8x); process-wide, and it stays on once set.
+            Ignored on CUDA and where the C library is not glibc.
         seed: global seed.
         checkpointing_steps: save a checkpoint every N steps.
         checkpoints_total_limit: keep the last K checkpoints.

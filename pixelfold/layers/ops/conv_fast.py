@@ -79,10 +79,11 @@ def _used(ctx: Any, index: int) -> bool:
     if not ctx.needs_input_grad[index]:
         return False
     node = ctx.next_functions[index][0]
-    if node is None:
+    will_execute = getattr(torch._C, "_will_engine_execute_node", None)
+    if node is None or will_execute is None:
         return True
     try:
-        return bool(torch._C._will_engine_execute_node(node))
+        return bool(will_execute(node))
     except RuntimeError:  # a leaf under autograd.grad: the engine cannot tell
         return True
 
@@ -118,6 +119,24 @@ def _weight_grad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stri
     return gw, gb
 
 
+def _parameter_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int,
+                     padding: int, need_w: bool, need_b: bool, *, via_nchw: bool = False
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The weight and bias gradients a backward pass uses (``None`` for the others);
+    ``via_nchw``: computed on NCHW copies, the weight gradient returned in the weight's
+    layout."""
+    if not (need_w or need_b):
+        return None, None
+    if via_nchw:
+        gw, gb = _weight_grad(grad.contiguous(), x.contiguous(), weight.contiguous(), stride,
+                              padding, bias=need_b)
+        if channels_last(weight):
+            gw = gw.contiguous(memory_format=torch.channels_last)
+    else:
+        gw, gb = _weight_grad(grad, x, weight, stride, padding, bias=need_b)
+    return (gw if need_w else None), gb
+
+
 class _Conv2d(torch.autograd.Function):
     """``F.conv2d`` whose input gradient is a ``_Conv2dInputGrad`` node."""
 
@@ -132,14 +151,9 @@ class _Conv2d(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
         s, p = ctx.stride, ctx.padding
-        need_x, need_w, need_b = (_used(ctx, i) for i in range(3))
-        gx = gw = gb = None
-        if need_x:
-            gx = _Conv2dInputGrad.apply(grad, weight, s, p, (x.shape[2], x.shape[3]))
-        if need_w or (need_b and ctx.has_bias):
-            gw, gb = _weight_grad(grad, x, weight, s, p, bias=bool(need_b and ctx.has_bias))
-            if not need_w:
-                gw = None
+        gx = (_Conv2dInputGrad.apply(grad, weight, s, p, (x.shape[2], x.shape[3]))
+              if _used(ctx, 0) else None)
+        gw, gb = _parameter_grads(grad, x, weight, s, p, _used(ctx, 1), _used(ctx, 2))
         return gx, gw, gb, None, None
 
 
@@ -170,36 +184,22 @@ class _Conv2dInputGrad(torch.autograd.Function):
         return d_grad, d_weight, None, None, None
 
 
-class _StridedConv2d(torch.autograd.Function):
+class _StridedConv2d(_Conv2d):
     """``F.conv2d`` (any stride) with ``F.conv2d``'s input gradient (differentiable, for R1)
     and, in a first-order backward of channels-last CPU input, the weight gradient computed on
     NCHW copies (oneDNN's faster kernel there)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                stride: int, padding: int) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
-        return F.conv2d(x, weight, bias, stride=stride, padding=padding)
-
-    @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
         s, p = ctx.stride, ctx.padding
-        need_x, need_w = _used(ctx, 0), _used(ctx, 1)
-        need_b = ctx.has_bias and _used(ctx, 2)
-        gx = gw = gb = None
-        if need_x:
+        gx = None
+        if _used(ctx, 0):
             gx = torch.ops.aten.convolution_backward(
                 grad, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
                 [True, False, False])[0]
-        if need_w or need_b:
-            if (not torch.is_grad_enabled() and x.device.type == "cpu" and channels_last(x)):
-                gw, gb = _weight_grad(grad.contiguous(), x.contiguous(), weight.contiguous(),
-                                      s, p, bias=need_b)
-                gw = gw.contiguous(memory_format=torch.channels_last)
-            else:
-                gw, gb = _weight_grad(grad, x, weight, s, p, bias=need_b)
-            if not need_w:
-                gw = None
+        via_nchw = (not torch.is_grad_enabled() and x.device.type == "cpu"
+                    and channels_last(x))
+        gw, gb = _parameter_grads(grad, x, weight, s, p, _used(ctx, 1), _used(ctx, 2),
+                                  via_nchw=via_nchw)
         return gx, gw, gb, None, None
