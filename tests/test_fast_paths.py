@@ -167,6 +167,7 @@ def test_conv2d_channels_last_gradients_and_unused_weight_gradient(stride, monke
     first-order gradients equal F.conv2d's and keep the weight's layout; a backward pass that
     needs only the input gradient (R1's autograd.grad) computes no weight gradient."""
     torch.manual_seed(0)
+    monkeypatch.setattr(conv_fast, "_NCHW_MIN_PIXELS", 1)  # the NCHW route at a test's size
     x = torch.randn(2, 6, 9, 9, dtype=torch.float64).contiguous(memory_format=CL)
     w = torch.randn(5, 6, 3, 3, dtype=torch.float64).contiguous(memory_format=CL)
     b = torch.randn(5, dtype=torch.float64)

@@ -5,7 +5,7 @@ the fast implementation, ``pixelfold/layers/ops/conv_fast.py``, computes the inp
 through an autograd function of its own whose backward takes the weight term of the double
 backward from the weight-gradient kernel (the one the ordinary backward uses) instead of
 PyTorch's generic double backward, and a stride-2 weight gradient of channels-last CPU input
-from NCHW copies. Values and gradients of every order are those of ``F.conv2d``.
+(64x64 and larger) from NCHW copies. Values and gradients of every order are those of ``F.conv2d``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def conv2d(
     convolution weight-gradient kernel instead of PyTorch's generic double backward: on 2 CPU
     cores 15-25% off the double backward of 3x3 convolutions at discriminator shapes. For
     stride 2 the input gradient and its double backward are ``F.conv2d``'s own, and the
-    first-order weight gradient of channels-last CPU input is computed from NCHW copies
-    (oneDNN's NCHW kernel is 2-4x faster there). Without autograd recording or while
+    first-order weight gradient of channels-last CPU input of at least 64x64 pixels is
+    computed from NCHW copies (oneDNN's NCHW kernel is 2-4x faster there). Without autograd recording or while
     ``torch.compile`` traces, it is ``F.conv2d`` itself.
 
     Args:

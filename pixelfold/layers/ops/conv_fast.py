@@ -16,7 +16,8 @@ double backward) there and changes only the first-order weight gradient: for cha
 input on the CPU, oneDNN's stride-2 weight-gradient kernel is 2-4x slower in channels-last
 than in NCHW (2 cores, discriminator shapes: 354 vs 107 ms at 128 -> 256 channels on 257x257,
 320 vs 77 ms at 256 -> 512 on 129x129), more than the two layout copies cost, so that
-gradient is computed from NCHW copies.
+gradient is computed from NCHW copies for inputs of at least 64x64 pixels (below, the copies
+cost more than they save).
 
 Both autograd functions compute a gradient only when the backward pass uses it (a custom
 function's ``needs_input_grad`` says only what requires grad): R1's ``autograd.grad`` with
@@ -184,6 +185,12 @@ class _Conv2dInputGrad(torch.autograd.Function):
         return d_grad, d_weight, None, None, None
 
 
+_NCHW_MIN_PIXELS = 64 * 64
+"""Input size (pixels) from which the stride-2 weight gradient goes through NCHW copies: 2-4x
+faster from 65x65 up (2 cores, 512 channels: 89 vs 50 ms at 65x65 with the copies), no faster
+at 33x33 (12.4 vs 12.5 ms) and slower below (17x17: 3.9 vs 5.5 ms)."""
+
+
 class _StridedConv2d(_Conv2d):
     """``F.conv2d`` (any stride) with ``F.conv2d``'s input gradient (differentiable, for R1)
     and, in a first-order backward of channels-last CPU input, the weight gradient computed on
@@ -199,7 +206,7 @@ class _StridedConv2d(_Conv2d):
                 grad, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
                 [True, False, False])[0]
         via_nchw = (not torch.is_grad_enabled() and x.device.type == "cpu"
-                    and channels_last(x))
+                    and channels_last(x) and x.shape[2] * x.shape[3] >= _NCHW_MIN_PIXELS)
         gw, gb = _parameter_grads(grad, x, weight, s, p, _used(ctx, 1), _used(ctx, 2),
                                   via_nchw=via_nchw)
         return gx, gw, gb, None, None
