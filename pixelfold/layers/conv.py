@@ -36,8 +36,8 @@ def conv2d(
     cores 15-25% off the double backward of 3x3 convolutions at discriminator shapes. For
     stride 2 the input gradient and its double backward are ``F.conv2d``'s own, and the
     first-order weight gradient of channels-last CPU input of at least 64x64 pixels is
-    computed from NCHW copies (oneDNN's NCHW kernel is 2-4x faster there). Without autograd recording or while
-    ``torch.compile`` traces, it is ``F.conv2d`` itself.
+    computed from NCHW copies (oneDNN's NCHW kernel is 2-4x faster there). Without autograd
+    recording or while ``torch.compile`` traces, it is ``F.conv2d`` itself.
 
     Args:
         x: input ``(B, Cin, H, W)``.
